@@ -1,0 +1,210 @@
+"""INI configuration: `config/default.ini` overlaid by `-c` files in order, then `-m section/option=value`.
+
+Every option a run can read is declared, with a comment, in `config/default.ini`; overlays may only set
+declared options, so a typo is an error instead of a silently ignored setting. Typed getters name the
+option and the value when it does not parse. Nothing here evaluates config text as code.
+"""
+
+import configparser
+import difflib
+import io
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT = os.path.join(ROOT, 'config', 'default.ini')
+
+_DURATION = re.compile(r'(\d+(?:\.\d*)?|\.\d+)\s*(ms|h|m|s)?', re.IGNORECASE)
+_UNITS = {'h': 3600.0, 'm': 60.0, 's': 1.0, 'ms': 0.001, None: 1.0}
+
+
+class ConfigError(ValueError):
+    """A config file, option or value is wrong; the message names it."""
+
+
+def parse_duration(text):
+    """Seconds in a duration such as `30s`, `10m`, `2h`, `1h30m`, `90` (seconds) or `0` (off)."""
+    text = str(text).strip()
+    pos, total, seen = 0, 0.0, False
+    for match in _DURATION.finditer(text):
+        if match.start() != pos and text[pos:match.start()].strip():
+            break
+        total += float(match.group(1)) * _UNITS[(match.group(2) or '').lower() or None]
+        pos, seen = match.end(), True
+    if not seen or text[pos:].strip():
+        raise ValueError(f'not a duration (use e.g. 30s, 10m, 2h, 1h30m): {text!r}')
+    return total
+
+
+def parse_list(text, cast=str):
+    """Whitespace- or comma-separated values."""
+    return [cast(item) for item in re.split(r'[\s,]+', str(text).strip()) if item]
+
+
+def parse_kwargs(text):
+    """`name=value` pairs separated by commas or whitespace, values as int, float, bool or string."""
+    result = {}
+    for item in parse_list(text):
+        if '=' not in item:
+            raise ValueError(f'expected name=value, got {item!r}')
+        key, value = item.split('=', 1)
+        result[key.strip()] = _scalar(value.strip())
+    return result
+
+
+def _scalar(value):
+    if value.lower() in ('true', 'false'):
+        return value.lower() == 'true'
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def parse_bool(text):
+    value = str(text).strip().lower()
+    if value in ('1', 'yes', 'true', 'on'):
+        return True
+    if value in ('0', 'no', 'false', 'off'):
+        return False
+    raise ValueError(f'not a boolean (use true/false): {text!r}')
+
+
+class Config(configparser.ConfigParser):
+    """A ConfigParser whose typed getters raise ConfigError naming the option and the value.
+
+    Besides getint/getfloat/getboolean it has getduration (seconds), getlist, getintlist,
+    getfloatlist and getkwargs.
+    """
+
+    def __init__(self):
+        super().__init__(interpolation=None, inline_comment_prefixes=None, converters={
+            'duration': parse_duration,
+            'list': parse_list,
+            'intlist': lambda text: parse_list(text, int),
+            'floatlist': lambda text: parse_list(text, float),
+            'kwargs': parse_kwargs,
+        })
+        self.BOOLEAN_STATES = {}  # getboolean goes through parse_bool for a message that names the option
+
+    def getboolean(self, section, option, **kwargs):
+        return self._get_conv(section, option, parse_bool, **kwargs)
+
+    def _get_conv(self, section, option, conv, *, raw=False, vars=None, fallback=configparser._UNSET, **kw):
+        if fallback is configparser._UNSET:
+            check_option(self, section, option)
+        value = self.get(section, option, raw=raw, vars=vars, fallback=fallback, **kw)
+        if value is fallback and fallback is not configparser._UNSET:
+            return fallback
+        try:
+            return conv(value)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f'[{section}] {option} = {value!r}: {error}') from None
+
+    def get(self, section, option, *args, fallback=configparser._UNSET, **kwargs):
+        if fallback is configparser._UNSET:
+            check_option(self, section, option)
+        return super().get(section, option, *args, fallback=fallback, **kwargs)
+
+
+def _suggest(name, choices):
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f' (did you mean {close[0]!r}?)' if close else ''
+
+
+def check_option(config, section, option):
+    """Raise ConfigError naming an unknown section or option and listing the valid ones."""
+    if not config.has_section(section):
+        raise ConfigError(f'unknown config section [{section}]{_suggest(section, config.sections())}; '
+                          f'valid sections: {", ".join(config.sections())}')
+    if not config.has_option(section, option):
+        options = list(config[section].keys())
+        raise ConfigError(f'unknown option {option!r} in [{section}]{_suggest(option, options)}; '
+                          f'valid options: {", ".join(options)}')
+
+
+def _overlay(config, parser, origin):
+    for section in parser.sections():
+        for option, value in parser.items(section, raw=True):
+            try:
+                check_option(config, section, option)
+            except ConfigError as error:
+                raise ConfigError(f'{origin}: {error}') from None
+            config.set(section, option, value)
+
+
+def _read(path):
+    if not os.path.isfile(path):
+        raise ConfigError(f'config file not found: {path}')
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding='utf-8') as f:
+            parser.read_file(f, source=path)
+    except configparser.Error as error:
+        raise ConfigError(f'cannot parse config file {path}: {error}') from None
+    return parser
+
+
+def load(files=(), mods=(), base=DEFAULT):
+    """The default config overlaid by `files` in order (later wins), then by `mods`.
+
+    `mods` are strings `section/option=value`. Unknown sections or options raise ConfigError.
+    """
+    config = Config()
+    with open(base, encoding='utf-8') as f:
+        config.read_file(f, source=base)
+    for path in files or ():
+        _overlay(config, _read(path), path)
+    for mod in mods or ():
+        section, option, value = parse_mod(mod)
+        try:
+            check_option(config, section, option)
+        except ConfigError as error:
+            raise ConfigError(f'-m {mod}: {error}') from None
+        config.set(section, option, value)
+    return config
+
+
+def parse_mod(mod):
+    """`section/option=value` -> (section, option, value)."""
+    match = re.fullmatch(r'\s*([^/=\s]+)/([^/=\s]+)\s*=(.*)', mod, re.DOTALL)
+    if not match:
+        raise ConfigError(f'-m {mod!r}: expected section/option=value')
+    return match.group(1), match.group(2).lower(), match.group(3).strip()
+
+
+def loads(text, base=DEFAULT):
+    """A config from its merged text (as written by `dumps`), checked against the default's options."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    config = load(base=base)
+    _overlay(config, parser, 'saved config')
+    return config
+
+
+def dumps(config):
+    """The merged config as INI text; `loads(dumps(c))` gives the same values."""
+    stream = io.StringIO()
+    config.write(stream)
+    return stream.getvalue()
+
+
+def write(config, path):
+    """Write the merged config to `path` atomically."""
+    from utils.io import atomic_write_text
+    atomic_write_text(path, dumps(config))
+
+
+def differences(old, new, sections):
+    """[(section, option, old value, new value)] for options of `sections` that differ."""
+    changed = []
+    for section in sections:
+        if not (old.has_section(section) and new.has_section(section)):
+            continue
+        for option in new[section]:
+            a, b = old.get(section, option, fallback=None), new.get(section, option)
+            if a != b:
+                changed.append((section, option, a, b))
+    return changed
