@@ -1,0 +1,188 @@
+"""Turn a trained network into a `run` function for pose.predict: run(batch float32 (N,3,H,W), normalised)
+-> (heatmaps (N,K+1,h,w), pafs (N,2L,h,w)) as numpy arrays, from the network's last stage.
+
+The network is a torch model (`torch_runner`) or an ONNX file written by export_onnx.py (`onnx_runner`,
+ONNX Runtime). `load` finds the network eval.py and detect.py were pointed at (--checkpoint, --onnx, or
+the newest checkpoint of the experiment folder) and the config it was trained with: its [model] and
+[input] sections (layout, backbone, stages, normalisation) come with the network; every other section is
+the user's.
+"""
+
+import os
+
+import numpy as np
+import torch
+
+from utils import checkpoint as checkpoints
+from utils import config as configlib
+from utils.cli import UserError
+
+# Sections that describe the network and its input; they travel with a checkpoint or an ONNX file.
+MODEL_SECTIONS = ('model', 'input')
+
+
+def device_for(name='auto'):
+    """torch.device for 'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'."""
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        return torch.device(name)
+    except RuntimeError as error:
+        raise UserError(f'device {name!r}: {error}') from None
+
+
+def torch_runner(model, device=None):
+    """run(batch) for a torch model returning [(heatmaps, pafs) per stage]; it runs without gradients on
+    `device` (default: where the model's parameters are). The caller keeps the model in eval mode."""
+    if device is None:
+        device = next(iter(model.parameters()), torch.empty(0)).device
+
+    def run(batch):
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(device)
+            heatmaps, pafs = model(x)[-1]
+            return heatmaps.float().cpu().numpy(), pafs.float().cpu().numpy()
+    return run
+
+
+def onnx_session(path, threads=0):
+    """(ONNX Runtime session, metadata dict) of an ONNX file from export_onnx.py; UserError when the file
+    is missing, unreadable or has no 'config' and 'stride' metadata."""
+    import onnxruntime
+    if not os.path.isfile(path):
+        raise UserError(f'ONNX file not found: {path}')
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    providers = [p for p in ('CUDAExecutionProvider', 'CPUExecutionProvider')
+                 if p in onnxruntime.get_available_providers()]
+    try:
+        session = onnxruntime.InferenceSession(path, options, providers=providers)
+    except Exception as error:  # onnxruntime raises its own exception types for bad files
+        raise UserError(f'cannot load ONNX file {path}: {str(error).splitlines()[0]}') from None
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    missing = [key for key in ('config', 'stride') if key not in meta]
+    if missing:
+        raise UserError(f'ONNX file {path} has no {" or ".join(repr(k) for k in missing)} metadata: '
+                        f'it was not written by export_onnx.py (re-export the checkpoint with it)')
+    return session, meta
+
+
+def session_runner(session):
+    """run(batch) for an ONNX Runtime session whose last two outputs are the last stage's heatmaps and
+    PAFs. A fixed input size or batch size is honoured: smaller inputs are zero-padded to it and the
+    maps cropped back, larger ones are an error; batches run one image at a time when needed."""
+    feed = session.get_inputs()[0]
+    names = [output.name for output in session.get_outputs()[-2:]]
+    fixed = [d if isinstance(d, int) else None for d in feed.shape]
+
+    def one(batch):
+        n, _, h, w = batch.shape
+        size = (fixed[2] or h, fixed[3] or w)
+        if size[0] < h or size[1] < w:
+            raise UserError(f'the ONNX model takes a fixed {size[0]}x{size[1]} input, smaller than the '
+                            f'{h}x{w} input asked for (lower [eval] height or re-export with dynamic axes)')
+        if size != (h, w):
+            padded = np.zeros((n, 3) + size, np.float32)
+            padded[:, :, :h, :w] = batch
+            batch = padded
+        heatmaps, pafs = session.run(names, {feed.name: batch})
+        stride = size[0] // heatmaps.shape[2]
+        return heatmaps[:, :, :h // stride, :w // stride], pafs[:, :, :h // stride, :w // stride]
+
+    def run(batch):
+        batch = np.ascontiguousarray(batch, np.float32)
+        if fixed[0] is None or fixed[0] == len(batch):
+            return one(batch)
+        outputs = [one(batch[i:i + 1]) for i in range(len(batch))]
+        return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
+    return run
+
+
+def onnx_runner(path, threads=0):
+    """(run, config) for an ONNX file from export_onnx.py; config is the merged config it was exported
+    with (from its 'config' metadata). threads: ONNX Runtime intra-op threads (0 = its default)."""
+    session, meta = onnx_session(path, threads)
+    return session_runner(session), _saved_config(meta['config'], path)
+
+
+def _saved_config(text, origin):
+    try:
+        return configlib.loads(text)
+    except (configlib.ConfigError, ValueError) as error:
+        raise UserError(f'{origin}: its saved config does not load: {error}') from None
+
+
+def merge(user, saved, sections=MODEL_SECTIONS):
+    """The user's config with `sections` taken from `saved` (the network's own config); returns
+    (config, [(section, option, user value, network value)] of the options that differed)."""
+    merged = configlib.loads(configlib.dumps(user))
+    changed = configlib.differences(merged, saved, sections)
+    for section in sections:
+        for option in saved[section]:
+            merged.set(section, option, saved.get(section, option))
+    return merged, changed
+
+
+def _torch_network(config, state, origin, device):
+    from model import build  # the model package imports every plugin lazily; keep this module light
+    network = build(config, pretrained=False)
+    try:
+        checkpoints.load_weights(network, state['model'], strict=True)
+    except checkpoints.CheckpointError as error:
+        raise UserError(f'{origin}: {error} (model config: {_describe(config)})') from None
+    return network.to(device).eval()
+
+
+def _describe(config):
+    options = ('layout', 'backbone', 'stages', 'first_stage', 'stage', 'stage_channels')
+    return ', '.join(f'{o} = {config.get("model", o)}' for o in options)
+
+
+def read_checkpoint(path=None, folder=None):
+    """(state, path) of the checkpoint at `path`, else of the newest one in `folder`."""
+    if path:
+        try:
+            return checkpoints.load(path), path
+        except checkpoints.CheckpointError as error:
+            raise UserError(str(error)) from None
+    state, found = checkpoints.load_latest(folder) if folder and os.path.isdir(folder) else (None, None)
+    if state is None:
+        raise UserError(f'no checkpoint in {folder} (train this experiment first, or pass --checkpoint '
+                        f'or --onnx)')
+    return state, found
+
+
+def load(config, checkpoint=None, onnx=None, folder=None, device='auto', threads=0):
+    """Everything eval.py and detect.py need to run a network: a dict with 'run', 'config' (the user's
+    config with the network's [model] and [input]), 'skeleton', 'stride', 'source' (the file),
+    'step' (training step, None for ONNX), 'changed' (the user's model options the network overrode).
+
+    The network is the ONNX file `onnx`, else the checkpoint `checkpoint`, else the newest checkpoint in
+    `folder`. A checkpoint without a saved config is built from the user's config; one whose weights do
+    not fit gives a UserError listing the mismatched keys."""
+    from model import layout
+    if onnx:
+        session, meta = onnx_session(onnx, threads)
+        merged, changed = merge(config, _saved_config(meta['config'], onnx))
+        return {'run': session_runner(session), 'config': merged, 'skeleton': layout(merged),
+                'stride': int(meta['stride']), 'source': onnx, 'step': None, 'changed': changed}
+    state, path = read_checkpoint(checkpoint, folder)
+    if not isinstance(state, dict) or 'model' not in state:
+        raise UserError(f'{path} holds no model weights (no "model" entry)')
+    merged, changed = config, []
+    if state.get('config'):
+        merged, changed = merge(config, _saved_config(state['config'], path))
+    if threads:
+        torch.set_num_threads(threads)
+    device = device_for(device)
+    network = _torch_network(merged, state, path, device)
+    return {'run': torch_runner(network, device), 'config': merged, 'skeleton': network.skeleton,
+            'stride': int(network.stride), 'source': path, 'step': state.get('step'), 'changed': changed}
+
+
+def infer_stride(run, size=256):
+    """The output stride of `run`, from the map size it returns for a size x size input."""
+    heatmaps, _ = run(np.zeros((1, 3, size, size), np.float32))
+    return size // heatmaps.shape[-1]

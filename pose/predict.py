@@ -1,0 +1,149 @@
+"""Inference pipeline shared by eval.py, detect.py and the trainer's summaries (pure numpy + OpenCV).
+
+An image is resized to the network's input height (aspect ratio kept), normalised and padded right and
+bottom to a multiple of the stride; the network runs on it (optionally at extra scales and on its mirror
+image, as in Cao et al., "Realtime Multi-Person 2D Pose Estimation using Part Affinity Fields", CVPR 2017);
+all maps are resampled onto one grid and averaged; pose.decode groups them into people, whose keypoints
+are mapped back to the original image.
+
+Geometry: cells and pixels follow the one convention of pose/encode.py (cell_to_pixel, pixel_to_cell);
+resizing an image from width W to W' maps pixel x to (x + 0.5) * W' / W - 0.5, which is what cv2.resize
+does. A mirrored input is the mirror of the whole padded input, so mirroring its maps back is exact.
+"""
+
+import cv2
+import numpy as np
+
+from pose import decode as decoder
+from pose.encode import cell_to_pixel, pixel_to_cell
+from transform import normalize as normalization
+
+
+def options(config):
+    """The keyword arguments of `predict` (all but run, image, skeleton, stride) from the config."""
+    extra = [s for s in config.getfloatlist('eval', 'scales') if s != 1]
+    return {'norm': normalization.params(config), 'height': config.getint('eval', 'height'),
+            'scales': [1.0] + extra, 'flip': config.getboolean('eval', 'flip'),
+            'upsample': config.getint('eval', 'upsample'), 'decode_params': decoder.params(config)}
+
+
+def input_size(shape, height, stride, scale=1.0):
+    """((h, w) of the resized image, (H, W) padded to a multiple of `stride`) for an image `shape`."""
+    h0, w0 = shape[:2]
+    h = max(1, int(round(height * scale)))
+    w = max(1, int(round(w0 * h / h0)))
+    return (h, w), (-(-h // stride) * stride, -(-w // stride) * stride)
+
+
+def prepare(image, size, padded, norm, flip=False):
+    """Batch (1, or 2 with the mirror image, 3, H, W) float32: `image` resized to `size` (h, w),
+    normalised and zero-padded (the mean colour) to `padded` (H, W)."""
+    interpolation = cv2.INTER_AREA if size[0] < image.shape[0] else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (size[1], size[0]), interpolation=interpolation)
+    batch = np.zeros((2 if flip else 1, 3) + tuple(padded), np.float32)
+    batch[0, :, :size[0], :size[1]] = normalization.normalize(resized, norm)
+    if flip:
+        batch[1] = batch[0, :, :, ::-1]
+    return batch
+
+
+def unflip(heatmaps, pafs, skeleton):
+    """Maps (..., C, h, w) predicted for a mirrored input, mirrored back into the input's frame.
+
+    Heatmap channel k comes from channel flip[k] (background kept). Limb l's PAF comes from limb
+    m = limb_flip[l][0]; the mirror negates its x component, and a limb that runs the other way negates
+    both. Applying it twice gives the maps back."""
+    channels = list(skeleton.flip) + [len(skeleton.parts)]
+    heat = np.take(heatmaps, channels, axis=-3)[..., ::-1]
+    index, sign = [], []
+    for m, reverse in skeleton.limb_flip:
+        index += [2 * m, 2 * m + 1]
+        sign += [1.0, -1.0] if reverse else [-1.0, 1.0]
+    paf = np.take(pafs, index, axis=-3)[..., ::-1] * np.asarray(sign, np.float32)[:, None, None]
+    return np.ascontiguousarray(heat), np.ascontiguousarray(paf.astype(pafs.dtype, copy=False))
+
+
+def _axis_map(target_stride, source_stride, ratio):
+    """(a, b): a target map cell c lies at source map cell a * c + b, where source input pixels are
+    `ratio` times target input pixels (same image, other resize)."""
+    def source_cell(c):
+        return float(pixel_to_cell((cell_to_pixel(c, target_stride) + 0.5) * ratio - 0.5, source_stride))
+    b = source_cell(0.0)
+    return source_cell(1.0) - b, b
+
+
+def resample(maps, source_stride, target_stride, ratio, size):
+    """Maps (C, h, w) of an input `ratio` (ry, rx) times the target input, bilinearly resampled onto the
+    target grid of `size` (h, w) cells at `target_stride` (edges replicated)."""
+    ay, by = _axis_map(target_stride, source_stride, ratio[0])
+    ax, bx = _axis_map(target_stride, source_stride, ratio[1])
+    if (ay, by, ax, bx) == (1.0, 0.0, 1.0, 0.0):
+        return maps[:, :size[0], :size[1]]
+    matrix = np.float32([[ax, 0, bx], [0, ay, by]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    chunks = [cv2.warpAffine(np.ascontiguousarray(chunk.transpose(1, 2, 0)), matrix, (size[1], size[0]),
+                             flags=flags, borderMode=cv2.BORDER_REPLICATE).reshape(size[0], size[1], -1)
+              for chunk in np.array_split(maps, -(-len(maps) // 256))]  # OpenCV takes <= 512 channels
+    return np.concatenate(chunks, axis=-1).transpose(2, 0, 1)
+
+
+def predict_maps(run, image, skeleton, stride, norm, height, scales=(1.0,), flip=False, upsample=1):
+    """Averaged (heatmaps (K+1,h,w), pafs (2L,h,w), geometry) for a BGR uint8 image.
+
+    The maps lie on the grid of the scale-1 input at stride `stride / upsample`, cropped to the image
+    (no cell of pure padding); geometry = {'stride': that stride, 'ratio': (ry, rx) original pixels
+    per input pixel} as `to_original` needs it. run: batch (N,3,H,W) -> (heatmaps, pafs) numpy."""
+    if upsample < 1 or stride % upsample:
+        raise ValueError(f'upsample {upsample} must be a positive divisor of the stride {stride}')
+    target_stride = stride // upsample
+    (h1, w1), _ = input_size(image.shape, height, stride)
+    grid = (-(-h1 // target_stride), -(-w1 // target_stride))
+    total, count = None, 0
+    for scale in scales:
+        size, padded = input_size(image.shape, height, stride, scale)
+        heatmaps, pafs = run(prepare(image, size, padded, norm, flip))
+        heatmaps, pafs = np.asarray(heatmaps, np.float32), np.asarray(pafs, np.float32)
+        if flip:
+            mirrored = unflip(heatmaps[1], pafs[1], skeleton)
+            heatmaps, pafs = heatmaps[:1] + mirrored[0], pafs[:1] + mirrored[1]
+        maps = np.concatenate([heatmaps[0], pafs[0]])
+        maps = resample(maps, stride, target_stride, (size[0] / h1, size[1] / w1), grid)
+        total = maps if total is None else total + maps
+        count += 2 if flip else 1
+    total = total / count
+    k = len(skeleton.parts) + 1
+    geometry = {'stride': target_stride, 'ratio': (image.shape[0] / h1, image.shape[1] / w1)}
+    return np.ascontiguousarray(total[:k]), np.ascontiguousarray(total[k:]), geometry
+
+
+def person_score(keypoints):
+    """A person's score for ranking (COCO results, detect.py's JSON): the mean score of its found parts
+    (score > 0) times the fraction of the layout's parts found; 0 when none is."""
+    scores = np.asarray(keypoints, np.float32)[:, 2]
+    found = scores > 0
+    return float(scores[found].mean() * found.mean()) if found.any() else 0.0
+
+
+def to_original(people, geometry):
+    """People with keypoints in input pixels -> the same people in original image pixels (missing
+    parts, score 0, stay at 0, 0)."""
+    ry, rx = geometry['ratio']
+    out = []
+    for person in people:
+        keypoints = np.array(person['keypoints'], np.float32, copy=True)
+        found = keypoints[:, 2] > 0
+        keypoints[found, 0] = (keypoints[found, 0] + 0.5) * rx - 0.5
+        keypoints[found, 1] = (keypoints[found, 1] + 0.5) * ry - 0.5
+        keypoints[~found, :2] = 0
+        out.append({**person, 'keypoints': keypoints})
+    return out
+
+
+def predict(run, image, skeleton, stride, norm, height, scales=(1.0,), flip=False, upsample=1,
+            decode_params=None):
+    """People in a BGR uint8 image: [{'keypoints': float32 (K,3) (x, y, score) in original image pixels,
+    score 0 = missing, 'score': float}], as pose.decode returns them."""
+    heatmaps, pafs, geometry = predict_maps(run, image, skeleton, stride, norm, height, scales, flip,
+                                            upsample)
+    people = decoder.decode(heatmaps, pafs, skeleton, geometry['stride'], **(decode_params or {}))
+    return to_original(people, geometry)

@@ -1,0 +1,139 @@
+"""COCO keypoint evaluation: run a network over a validation set, write COCO's results JSON and score it
+with pycocotools' COCOeval (the official OKS-based AP and AR of the COCO keypoint challenge, Lin et al.,
+"Microsoft COCO: Common Objects in Context", ECCV 2014). Used by eval.py and by the trainer's timed
+evaluation hook.
+
+Results are COCO's: one entry per person, keypoints in COCO-17 order (skeleton.to_coco) as
+[x, y, part score] * 17 with missing points at 0, 0, 0 (COCOeval reads only x and y), and as the
+person's 'score' the mean score of its found parts times the fraction of the layout's parts found,
+so a confident fragment ranks below a confident whole person (pose.predict.person_score).
+"""
+
+import contextlib
+import io
+import json
+import os
+
+import cv2
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from tqdm import tqdm
+
+from pose import predict as predictor
+from utils.cli import UserError
+from utils.io import atomic_write_text
+
+STATS = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
+
+
+def coco_results(people, image_id, skeleton):
+    """COCO keypoint results (list of dicts) for the people found in one image."""
+    results = []
+    for person in people:
+        keypoints = skeleton.to_coco(person['keypoints'])[0]
+        keypoints[keypoints[:, 2] <= 0] = 0
+        results.append({'image_id': int(image_id), 'category_id': 1,
+                        'keypoints': [round(float(v), 2) for v in keypoints.reshape(-1)],
+                        'score': round(predictor.person_score(person['keypoints']), 5)})
+    return results
+
+
+@contextlib.contextmanager
+def _quiet(verbose):
+    """pycocotools prints progress lines; keep them only when verbose."""
+    if verbose:
+        yield
+    else:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+
+
+def load_coco(annotations, verbose=False):
+    """A pycocotools COCO object for an annotation file (or the object itself)."""
+    if isinstance(annotations, COCO):
+        return annotations
+    if not os.path.isfile(annotations):
+        raise UserError(f'annotation file not found: {annotations}')
+    try:
+        with _quiet(verbose):
+            return COCO(annotations)
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f'cannot read COCO annotation file {annotations}: {error}') from None
+
+
+def evaluate_results(annotations, results, image_ids=None, verbose=True):
+    """COCO keypoint AP/AR {name: float} of `results` (a list or a results JSON path) against
+    `annotations` (a COCO json path or COCO object), over `image_ids` (default: every image of the
+    annotations). Prints COCO's keypoint table when verbose. No detection at all scores 0."""
+    gt = load_coco(annotations, verbose)
+    if isinstance(results, str):
+        try:
+            with open(results, encoding='utf-8') as f:
+                results = json.load(f)
+        except (OSError, ValueError) as error:
+            raise UserError(f'cannot read results file {results}: {error}') from None
+    if not results:
+        if verbose:
+            print('no person detected: every AP and AR is 0')
+        return dict.fromkeys(STATS, 0.0)
+    try:
+        with _quiet(verbose):
+            dt = gt.loadRes(results)
+    except (AssertionError, KeyError, IndexError) as error:
+        raise UserError(f'results do not fit the annotations (unknown image ids or fields?): {error}') \
+            from None
+    coco_eval = COCOeval(gt, dt, 'keypoints')
+    if image_ids is not None:
+        coco_eval.params.imgIds = sorted({int(i) for i in image_ids})
+    with _quiet(verbose):
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    return {name: float(value) for name, value in zip(STATS, coco_eval.stats)}
+
+
+def coco_images(annotations, folder):
+    """[(image path, image id)] of every image of a COCO annotation file, images under `folder`."""
+    gt = load_coco(annotations)
+    return [(os.path.join(folder, gt.imgs[i]['file_name']), i) for i in sorted(gt.imgs)]
+
+
+def predict_images(run, config, skeleton, stride, images, progress=True):
+    """COCO results (list) of the network `run` on [(image path, image id)]."""
+    options = predictor.options(config)
+    results = []
+    for path, image_id in tqdm(images, desc='evaluate', unit='image', disable=not progress, leave=False):
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError(f'cannot read image {path}')
+        people = predictor.predict(run, image, skeleton, stride, **options)
+        results += coco_results(people, image_id, skeleton)
+    return results
+
+
+def evaluate_images(run, config, skeleton, stride, images, annotations, results_path=None, progress=True):
+    """Predict on [(image path, image id)], write the results JSON atomically when `results_path` is
+    given, and return COCO's keypoint AP/AR over those images against `annotations`."""
+    results = predict_images(run, config, skeleton, stride, images, progress)
+    if results_path:
+        atomic_write_text(results_path, json.dumps(results))
+    return evaluate_results(annotations, results, [i for _, i in images], verbose=progress)
+
+
+def evaluate(run, config, limit=0, results_path=None, progress=True, stride=None):
+    """COCO keypoint AP/AR {'AP', 'AP50', ..., 'ARl'} of `run` over the validation cache of `config`
+    ([dataset] val; its first `limit` images when limit > 0), against the COCO annotation file the cache
+    was built from. progress: a progress bar and COCO's printed table. stride: the network's output
+    stride (measured on a dummy input when None)."""
+    from cache import io as cacheio
+    from model import layout
+    from model.runner import infer_stride
+    skeleton = layout(config)
+    header, records = cacheio.read(cacheio.path(config, config.get('dataset', 'val')), layout=skeleton)
+    images = [(record['image'], record['image_id']) for record in records]
+    images = images[:limit] if limit > 0 else images
+    if not images:
+        raise UserError(f'the validation cache of split {config.get("dataset", "val")!r} holds no image')
+    stride = stride or infer_stride(run)
+    return evaluate_images(run, config, skeleton, stride, images, header['annotations'], results_path,
+                           progress)
