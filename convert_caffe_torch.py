@@ -20,7 +20,6 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from utils import cli
 from utils import config as configlib
@@ -167,14 +166,14 @@ def model_shapes(config):
     """{parameter name: shape} of the network `config` describes, built on the meta device (no memory)."""
     import model as models
     with torch.device('meta'):
-        network = models.build(config)
+        network = models.build(config, pretrained=False)
     return {name: tuple(t.shape) for name, t in network.state_dict().items()}
 
 
 def state_dict(layers, mapping, shapes):
     """Fill `shapes`' parameters from caffemodel `layers` via `mapping`; CaffeError lists every problem."""
     result, problems, seen = {}, [], set()
-    for name, kind, blobs in tqdm(layers, desc='layers', unit='layer', leave=False):
+    for name, kind, blobs in layers:
         if name in seen:
             problems.append(f'layer {name} appears twice')
             continue

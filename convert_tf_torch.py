@@ -148,7 +148,7 @@ def convert(path, files=(), mods=()):
 def load_model(checkpoint):
     """The network of a converted checkpoint, in eval mode on the CPU."""
     import model as models
-    network = models.build(configlib.loads(checkpoint['config']))
+    network = models.build(configlib.loads(checkpoint['config']), pretrained=False)
     network.load_state_dict(checkpoint['model'])
     return network.eval()
 

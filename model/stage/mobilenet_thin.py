@@ -19,7 +19,7 @@ class Stage(nn.Module):
     def __init__(self, in_channels, heatmap_channels, paf_channels, index, config):
         super().__init__()
         width = config.getint('model', 'stage_channels')
-        widths = (width, width, width, 4 * width if index == 0 else width)
+        widths = (width, width, width, 4 * width if index == 1 else width)
         for branch, out in (('L1', paf_channels), ('L2', heatmap_channels)):
             channels = in_channels
             for i, (kernel, next_channels) in enumerate(zip((3, 3, 3, 1, 1), widths + (out,)), start=1):
