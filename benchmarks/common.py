@@ -1,0 +1,63 @@
+"""Shared benchmark helpers: name the machine a figure was measured on, and time a call as the median
+of several runs.
+
+Benchmarks run as modules (`python -m benchmarks.<name>`) or as scripts (`python benchmarks/<name>.py`,
+which then put the repository root on sys.path themselves before importing from it).
+"""
+
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def cpu_model():
+    """The CPU's model name (from /proc/cpuinfo on Linux, else platform's)."""
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            for line in f:
+                if line.lower().startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or 'unknown CPU'
+
+
+def machine():
+    """One line naming the machine: CPU model, cores, threads used, OS, Python, numpy and torch versions."""
+    try:
+        import torch
+        torch_text = f'torch {torch.__version__} ({torch.get_num_threads()} threads)'
+    except ImportError:
+        torch_text = 'no torch'
+    return (f'{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, '
+            f'Python {platform.python_version()}, numpy {np.__version__}, {torch_text}, '
+            f'OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "unset")}')
+
+
+def median_ms(fn, repeat=7, warmup=1):
+    """Median wall-clock milliseconds of `repeat` calls of fn() after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def one_core():
+    """Limit numpy's BLAS and torch to one thread (call before heavy imports for the BLAS part)."""
+    for name in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
+        os.environ.setdefault(name, '1')
+    try:
+        import cv2
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+    if 'torch' in sys.modules:
+        sys.modules['torch'].set_num_threads(1)
