@@ -1,13 +1,220 @@
-"""train entry point (filled in by its issue)."""
+"""Train a pose network (OpenPose, Cao et al. CVPR 2017, and its variants) from a config.
 
-from utils import cli
+    python train.py -c config/mobilenet_v2.ini                          # one process (GPU when present)
+    torchrun --nproc_per_node 4 train.py -c config/mobilenet_v2.ini     # DistributedDataParallel
+
+The experiment folder is [train] root / --name (default: the overlay names). Re-running the same command
+resumes from its newest checkpoint; a saved config that differs in options changing the model or data
+stops the run unless --force (continue with the new options) or --restart (move the old run aside).
+"""
+
+import datetime
+import functools
+import os
+import shutil
+import signal
+import sys
+
+from utils import checkpoint, cli, distributed, hooks, lock, optim
+from utils import config as configlib
+from utils.trainer import Trainer, seed_all
+
+# Options in these sections may change between a run and its resumption; any other change alters the
+# model or the data and must be confirmed with --force or --restart.
+RESUMABLE_SECTIONS = ('train', 'hooks', 'eval', 'decode', 'detect')
+
+
+def arguments():
+    p = cli.parser(__doc__.splitlines()[0])
+    p.add_argument('--finetune', metavar='PATH',
+                   help='start from the weights of this checkpoint (missing and unexpected keys are listed); '
+                        'ignored when the model directory already has a checkpoint to resume')
+    p.add_argument('--force', action='store_true',
+                   help='resume although the saved config differs in options that change the model or data')
+    p.add_argument('--restart', action='store_true',
+                   help='move the model directory\'s previous run to previous/<time>/ and start from step 0')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return p
 
 
 @cli.main
 def main():
-    args = cli.parser(__doc__).parse_args()
-    cli.load_config(args)
-    raise cli.UserError('train.py is not implemented yet')
+    args = arguments().parse_args()
+    config = cli.load_config(args)
+    summary = run(config, cli.model_dir(args, config), finetune=args.finetune, force=args.force,
+                  restart=args.restart, progress=not args.no_progress)
+    for name, code in (('SIGINT', 130), ('SIGTERM', 128 + signal.SIGTERM)):
+        if name in summary['reason']:
+            sys.exit(code)
+
+
+def build_model(config):
+    import model
+    return model.build(config)
+
+
+def build_loader(config, stride, rank, world_size, seed):
+    from cache import dataset
+    return dataset.loader(config, config.get('dataset', 'train'), stride, train=True, rank=rank,
+                          world_size=world_size, seed=seed)
+
+
+def loss_function(config):
+    from model import loss
+    return functools.partial(loss.compute, config=config)
+
+
+def log(message):
+    if distributed.is_main():
+        print(message, file=sys.stderr, flush=True)
+
+
+def run(config, folder, finetune=None, force=False, restart=False, progress=True):
+    """Train into `folder` (locked for the run); returns {'step', 'epoch', 'reason', 'checkpoint'}."""
+    device = distributed.init(config.get('train', 'device'))
+    handle = None
+    try:
+        error = None
+        if distributed.is_main():
+            try:
+                handle = lock.acquire(folder)
+                prepare_folder(config, folder, force, restart)
+            except (cli.UserError, configlib.ConfigError) as e:
+                error = e
+        message = distributed.broadcast_object(str(error) if error else None)  # other ranks stop too
+        if error:
+            raise error
+        if message:
+            raise cli.UserError(message)
+        return train(config, folder, device, finetune, progress)
+    finally:
+        if handle is not None:
+            lock.release(handle)
+        distributed.cleanup()
+
+
+def prepare_folder(config, folder, force, restart):
+    """Check the config against the one saved with the run's checkpoints, then write it (rank 0)."""
+    saved = os.path.join(folder, 'config.ini')
+    if checkpoint.checkpoints(folder) and os.path.isfile(saved):
+        try:
+            with open(saved, encoding='utf-8') as f:
+                old = configlib.loads(f.read())
+        except configlib.ConfigError as error:
+            raise cli.UserError(f'{saved}: {error} (use --restart to move this run aside)') from None
+        model_data = [s for s in config.sections() if s not in RESUMABLE_SECTIONS]
+        changed = configlib.differences(old, config, model_data)
+        listed = '; '.join(f'[{s}] {o}: {a!r} -> {b!r}' for s, o, a, b in changed)
+        if restart:
+            moved = move_previous_run(folder)
+            log(f'{folder}: the previous run moved to {moved}')
+        elif changed and not force:
+            raise cli.UserError(
+                f'{folder} holds a run whose saved config differs in options that change the model or data: '
+                f'{listed}. Re-run with --force to resume it with the new options, --restart to move it '
+                f'aside and start over, or --name NAME for a new experiment')
+        else:
+            others = configlib.differences(old, config, RESUMABLE_SECTIONS)
+            if changed or others:
+                log(f'{folder}: resuming with changed options: '
+                    + '; '.join(f'[{s}] {o}: {a!r} -> {b!r}' for s, o, a, b in changed + others))
+    configlib.write(config, saved)
+
+
+def move_previous_run(folder):
+    """Move the checkpoints, config, summaries, evaluations, NaN dumps of `folder` to previous/<time>/."""
+    target = os.path.join(folder, 'previous', datetime.datetime.now().strftime('%Y%m%d-%H%M%S'))
+    os.makedirs(target, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.startswith(('checkpoint-', 'events.out.')) or name in ('config.ini', 'eval', 'nan'):
+            shutil.move(os.path.join(folder, name), os.path.join(target, name))
+    return target
+
+
+def load_finetune(model, path):
+    """Weights of a checkpoint (or a bare state_dict) into `model`, listing what does not fit."""
+    try:
+        state = checkpoint.load(path)
+    except checkpoint.CheckpointError as error:
+        raise cli.UserError(f'--finetune: {error}') from None
+    weights = state.get('model', state) if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise cli.UserError(f'--finetune {path}: neither a checkpoint nor a state_dict')
+    missing, unexpected = checkpoint.load_weights(model, weights, strict=False)
+    log(f'--finetune {path}: loaded {len(weights) - len(unexpected)} tensors')
+    for title, keys in (('missing (left as initialised)', missing), ('unexpected (ignored)', unexpected)):
+        if keys:
+            log(f'  {title}: {", ".join(keys)}')
+
+
+def make_hooks(config, folder, config_text, writer, model):
+    """The [hooks] hooks, the same list on every rank (their timing is agreed across ranks)."""
+    period = functools.partial(config.getduration, 'hooks')
+    result = [hooks.Checkpoint(period('checkpoint'), folder, config_text, config.getint('hooks', 'keep')),
+              hooks.Scalars(period('scalars'), writer)]
+    if period('images') > 0:
+        from pose import decode
+        from transform import normalize
+        result.append(hooks.Images(period('images'), writer, model.skeleton, model.stride,
+                                   normalize.params(config), decode.params(config)))
+    if period('histograms') > 0:
+        result.append(hooks.Histograms(period('histograms'), writer))
+    if period('evaluate') > 0:
+        result.append(hooks.Evaluate(period('evaluate'), writer, config, folder,
+                                     config.getint('hooks', 'evaluate_limit')))
+    return result
+
+
+def limits(config):
+    steps, epochs = config.getint('train', 'steps'), config.getint('train', 'epochs')
+    seconds = config.getduration('train', 'time')
+    for name, value in (('steps', steps), ('epochs', epochs), ('time', seconds)):
+        if value < 0:
+            raise configlib.ConfigError(f'[train] {name} = {value}: must be >= 0 (0 = no limit)')
+    return steps, epochs, seconds
+
+
+def train(config, folder, device, finetune, progress):
+    import torch
+    from tensorboardX import SummaryWriter
+    if config.getint('train', 'threads') > 0:
+        torch.set_num_threads(config.getint('train', 'threads'))
+    seed, rank, world = config.getint('train', 'seed'), distributed.rank(), distributed.world_size()
+    steps, epochs, seconds = limits(config)
+    seed_all(seed)
+    model = build_model(config).to(device)
+    seed_all(seed + rank)
+    loader = build_loader(config, model.stride, rank, world, seed)
+    optimizer = optim.build_optimizer(model, config)
+    totals = [n for n in (steps, epochs * len(loader)) if n > 0]
+    scheduler = optim.build_scheduler(optimizer, config, min(totals) if totals else None)
+    state, path = checkpoint.load_latest(folder) if distributed.is_main() else (None, None)
+    state, path = distributed.broadcast_object((state, path))
+    # DistributedDataParallel copies rank 0's weights to the other ranks
+    if state is None and finetune and distributed.is_main():
+        load_finetune(model, finetune)
+    config_text = configlib.dumps(config)
+    writer = SummaryWriter(folder) if distributed.is_main() else None
+    try:
+        trainer = Trainer(
+            distributed.wrap(model, device), optimizer, scheduler, loader, loss_function(config), device,
+            make_hooks(config, folder, config_text, writer, model), steps=steps, epochs=epochs,
+            seconds=seconds,
+            amp=config.getboolean('train', 'amp'), clip_grad=config.getfloat('train', 'clip_grad'),
+            on_nonfinite=functools.partial(hooks.dump_nonfinite, folder, config), progress=progress)
+        if state is not None:
+            trainer.load_state_dict(state)
+            log(f'{folder}: resuming from {path} at step {trainer.step} (epoch {trainer.epoch})')
+        else:
+            log(f'{folder}: training from step 0 on {device}, {world} process(es)')
+        reason = trainer.train()
+    finally:
+        if writer is not None:
+            writer.close()
+    saved = trainer.hooks[0].path
+    log(f'{folder}: stopped at step {trainer.step} (epoch {trainer.epoch}): {reason}'
+        + (f'; checkpoint {saved}' if saved else ''))
+    return {'step': trainer.step, 'epoch': trainer.epoch, 'reason': reason, 'checkpoint': saved}
 
 
 if __name__ == '__main__':

@@ -1,0 +1,389 @@
+"""Training: optimizer and schedules, exact resume, checkpoint rotation, NaN dumps, TensorBoard summaries,
+the model-directory lock, signals and changed-config checks. A tiny stand-in network and dataset keep it
+fast; test_end_to_end trains the real model on a generated dataset."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import train
+from pose import skeleton as skeletons
+from utils import checkpoint, lock, optim
+from utils import config as configlib
+from utils.cli import UserError
+from utils.config import ConfigError
+from utils.trainer import NonFiniteLoss, rng_state, set_rng_state
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+SKELETON = skeletons.load('coco17')
+
+
+# ---- stand-in network, loss and data ----------------------------------------------------------
+class TinyNet(nn.Module):
+    stride = 4
+
+    def __init__(self, skeleton=SKELETON):
+        super().__init__()
+        self.skeleton = skeleton
+        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(),
+                                      nn.Conv2d(8, 8, 3, 2, 1), nn.ReLU())
+        self.heatmaps = nn.Conv2d(8, len(skeleton.parts) + 1, 1)
+        self.pafs = nn.Conv2d(8, 2 * len(skeleton.limbs), 1)
+
+    def forward(self, x):
+        features = self.backbone(x)
+        return [(self.heatmaps(features), self.pafs(features))]
+
+
+def tiny_loss(outputs, heatmaps, pafs, mask):
+    terms = {}
+    for i, (h, p) in enumerate(outputs, 1):
+        terms[f'stage{i}/heatmap'] = ((h - heatmaps) ** 2 * mask).mean()
+        terms[f'stage{i}/paf'] = ((p - pafs) ** 2 * mask).mean()
+    return sum(terms.values()), terms
+
+
+class TinyData(torch.utils.data.Dataset):
+    """Targets are a fixed function of the image, so the loss can go down; the noise comes from the global
+    torch RNG like a data augmentation would, so exact resume needs the RNG state restored."""
+
+    def __init__(self, n=24, size=16, skeleton=SKELETON):
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.rand(n, 3, size, size, generator=g)
+        self.k, self.l = len(skeleton.parts) + 1, len(skeleton.limbs)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        image = self.images[i] + 0.01 * torch.randn(self.images[i].shape)
+        cells = nn.functional.avg_pool2d(image[None], 4)[0]
+        return {'image': image, 'heatmaps': cells.mean(0, keepdim=True).repeat(self.k, 1, 1),
+                'pafs': cells[:1].repeat(2 * self.l, 1, 1) - 0.5, 'mask': torch.ones(1, *cells.shape[1:]),
+                'index': i}
+
+
+def tiny_loader(config, stride, rank, world_size, seed):
+    data = TinyData()
+    sampler = torch.utils.data.DistributedSampler(data, num_replicas=world_size, rank=rank, seed=seed)
+    return torch.utils.data.DataLoader(data, batch_size=config.getint('train', 'batch_size'), sampler=sampler,
+                                       drop_last=True)
+
+
+def use_stand_ins():
+    """Route train.py to the stand-ins (also called in subprocesses, see run_script)."""
+    train.build_model = lambda config: TinyNet()
+    train.build_loader = tiny_loader
+    train.loss_function = lambda config: tiny_loss
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setattr(train, 'build_model', lambda config: TinyNet())
+    monkeypatch.setattr(train, 'build_loader', tiny_loader)
+    monkeypatch.setattr(train, 'loss_function', lambda config: tiny_loss)
+
+
+MODS = ['train/batch_size=4', 'train/workers=0', 'train/lr=0.01', 'train/warmup=2', 'train/scheduler=none',
+        'train/threads=1', 'hooks/checkpoint=0', 'hooks/scalars=0', 'hooks/images=0', 'model/layout=coco17']
+
+
+def make_config(*mods):
+    return configlib.load(mods=MODS + list(mods))
+
+
+def run(folder, *mods, **kwargs):
+    return train.run(make_config(*mods), str(folder), progress=False, **kwargs)
+
+
+def run_script(folder, *mods, extra=(), wait=True):
+    """train.py in a subprocess with the stand-ins; returns the Popen (waited for when `wait`)."""
+    code = (f'import sys; sys.path[:0] = [{ROOT!r}, {TESTS!r}]; sys.argv[0] = "train.py"; '
+            f'import test_train; test_train.use_stand_ins(); import train; train.main()')
+    args = [sys.executable, '-c', code, '--no-progress', '--name', os.path.basename(folder),
+            '-m', f'train/root={os.path.dirname(folder)}'] + [a for m in MODS + list(mods) for a in ('-m', m)]
+    process = subprocess.Popen(args + list(extra), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    if wait:
+        out, err = process.communicate(timeout=120)
+        return subprocess.CompletedProcess(args, process.returncode, out, err)
+    return process
+
+
+def steps_of(folder):
+    return [int(os.path.basename(p)[11:19]) for p in checkpoint.checkpoints(str(folder))]
+
+
+# ---- optimizer and schedules ---------------------------------------------------------------------
+def test_backbone_gets_its_own_lr():
+    config = configlib.load(mods=['train/optimizer=sgd', 'train/lr=0.1', 'train/backbone_lr=0.25',
+                                  'train/optimizer_args=momentum=0.9 nesterov=true'])
+    optimizer = optim.build_optimizer(TinyNet(), config)
+    lrs = {g['name']: g['lr'] for g in optimizer.param_groups}
+    assert lrs == {'stages': 0.1, 'backbone': 0.025}
+    assert optimizer.param_groups[0]['momentum'] == 0.9 and optimizer.param_groups[0]['nesterov']
+    assert isinstance(optim.build_optimizer(TinyNet(), configlib.load(mods=['train/optimizer=adamw'])),
+                      torch.optim.AdamW)
+
+
+@pytest.mark.parametrize('mods,message', [
+    (['train/optimizer=lion'], r"optimizer = 'lion': use one of sgd, adam, adamw"),
+    (['train/optimizer_args=momentum=0.9'], r'optimizer_args.*momentum'),
+    (['train/scheduler=linear'], r"scheduler = 'linear'"),
+    (['train/scheduler=step'], r'step needs step_size'),
+    (['train/scheduler=step', 'train/scheduler_args=step_size=10 gama=0.5'], r'does not take gama.*gamma'),
+    (['train/scheduler=multistep', 'train/scheduler_args=milestones=10;x'], r'milestones are steps'),
+])
+def test_bad_optimizer_options_are_named(mods, message):
+    config = configlib.load(mods=mods + ['train/optimizer=adam'] * ('optimizer=' not in str(mods)))
+    with pytest.raises(ConfigError, match=message):
+        optim.build_scheduler(optim.build_optimizer(TinyNet(), config), config, total_steps=100)
+
+
+def test_cosine_needs_a_length():
+    config = configlib.load(mods=['train/scheduler=cosine'])
+    with pytest.raises(ConfigError, match='cosine needs t_max.*steps or epochs'):
+        optim.build_scheduler(optim.build_optimizer(TinyNet(), config), config, total_steps=None)
+
+
+def factors(mods, total=None, steps=12):
+    config = configlib.load(mods=mods)
+    name, kwargs, warmup = optim.schedule_args(config, total)
+    factor = optim.lr_factor(name, kwargs, warmup)
+    return [factor(s) for s in range(steps)]
+
+
+def test_schedules_with_warmup():
+    assert factors(['train/scheduler=none', 'train/warmup=4'], steps=6) == [0.25, 0.5, 0.75, 1, 1, 1]
+    step = factors(['train/scheduler=step', 'train/warmup=0', 'train/scheduler_args=step_size=4 gamma=0.5'])
+    assert step == [1] * 4 + [0.5] * 4 + [0.25] * 4
+    multi = factors(['train/scheduler=multistep', 'train/warmup=0',
+                     'train/scheduler_args=milestones=2;5 gamma=0.1'], steps=7)
+    assert multi == pytest.approx([1, 1, 0.1, 0.1, 0.1, 0.01, 0.01])
+    cosine = factors(['train/scheduler=cosine', 'train/warmup=0', 'train/scheduler_args=min_factor=0.1'],
+                     total=10, steps=12)
+    assert cosine[0] == 1 and cosine[5] == pytest.approx(0.55) and cosine[10:] == pytest.approx([0.1, 0.1])
+    assert factors(['train/scheduler=cosine', 'train/warmup=0', 'train/scheduler_args=t_max=4'],
+                   total=10, steps=5)[4] == pytest.approx(0)
+
+
+def test_scheduler_drives_the_optimizer_lr():
+    config = configlib.load(mods=['train/scheduler=step', 'train/scheduler_args=step_size=2 gamma=0.5',
+                                  'train/warmup=0', 'train/lr=1', 'train/backbone_lr=0.1'])
+    optimizer = optim.build_optimizer(TinyNet(), config)
+    scheduler = optim.build_scheduler(optimizer, config)
+    seen = []
+    for _ in range(5):
+        seen.append([g['lr'] for g in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    assert np.allclose(seen, [[1, 0.1], [1, 0.1], [0.5, 0.05], [0.5, 0.05], [0.25, 0.025]])
+
+
+# ---- RNG state -----------------------------------------------------------------------------------
+def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    import random
+    torch.manual_seed(1)
+    np.random.seed(2)
+    random.seed(3)
+    np.random.standard_normal()  # leaves a cached gaussian in numpy's state
+    path = str(tmp_path / 'rng.pt')
+    torch.save(rng_state(), path)
+    first = (torch.rand(3).tolist(), np.random.rand(3).tolist(), np.random.standard_normal(), random.random())
+    set_rng_state(torch.load(path, weights_only=True))
+    again = (torch.rand(3).tolist(), np.random.rand(3).tolist(), np.random.standard_normal(), random.random())
+    assert first == again
+
+
+# ---- the loop ------------------------------------------------------------------------------------
+def test_loss_goes_down_and_config_is_saved(tmp_path, tiny):
+    folder = tmp_path / 'exp'
+    summary = run(folder, 'train/steps=40', 'hooks/scalars=1ms')
+    assert summary['step'] == 40 and summary['reason'] == 'step limit 40 reached'
+    losses = scalar_values(folder, 'loss/total')
+    assert len(losses) >= 20 and np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+    saved = configlib.loads(open(folder / 'config.ini').read())
+    assert saved.getint('train', 'steps') == 40
+    state = checkpoint.load(checkpoint.checkpoints(str(folder))[-1])
+    assert state['step'] == 40 and state['epoch'] == 40 // 6 and state['batch_in_epoch'] == 40 % 6
+    assert configlib.loads(state['config']).get('model', 'layout') == 'coco17'
+
+
+def test_epoch_limit_and_checkpoint_rotation(tmp_path, tiny):
+    folder = tmp_path / 'exp'
+    summary = run(folder, 'train/epochs=2', 'hooks/checkpoint=1ms', 'hooks/keep=3')
+    assert summary['step'] == 12 and summary['epoch'] == 2  # 24 samples / batch 4 = 6 steps per epoch
+    assert steps_of(folder) == [10, 11, 12]
+    assert summary['checkpoint'] == checkpoint.path_for(str(folder), 12)
+
+
+def final_state(folder):
+    return checkpoint.load(checkpoint.checkpoints(str(folder))[-1])
+
+
+def assert_same_training_state(a, b):
+    assert a['step'] == b['step'] and a['epoch'] == b['epoch']
+    for key in a['model']:
+        assert torch.equal(a['model'][key], b['model'][key]), key
+    for i, state in a['optimizer']['state'].items():
+        for key, value in state.items():
+            assert torch.equal(value, b['optimizer']['state'][i][key]), (i, key)
+    assert a['scheduler'] == b['scheduler']
+
+
+def test_resume_is_exact(tmp_path, tiny):
+    run(tmp_path / 'whole', 'train/steps=15', 'train/scheduler=cosine')
+    run(tmp_path / 'parts', 'train/steps=8', 'train/scheduler=cosine', 'train/scheduler_args=t_max=15')
+    assert steps_of(tmp_path / 'parts') == [8]
+    # a longer limit is a [train] change: the same command with more steps resumes
+    run(tmp_path / 'parts', 'train/steps=15', 'train/scheduler=cosine', 'train/scheduler_args=t_max=15')
+    assert_same_training_state(final_state(tmp_path / 'whole'), final_state(tmp_path / 'parts'))
+
+
+def test_corrupt_newest_checkpoint_falls_back(tmp_path, tiny):
+    folder = tmp_path / 'exp'
+    run(folder, 'train/steps=5', 'hooks/checkpoint=1ms')
+    newest = checkpoint.checkpoints(str(folder))[-1]
+    with open(newest, 'r+b') as f:
+        f.truncate(100)
+    with pytest.warns(UserWarning, match='falling back'):
+        summary = run(folder, 'train/steps=7', 'hooks/checkpoint=1ms')
+    assert summary['step'] == 7 and steps_of(folder)[-3:] == [5, 6, 7]
+    assert checkpoint.load(newest)['step'] == 5  # the damaged file was trained again and replaced
+
+
+def test_sigkill_then_rerun_resumes_at_the_checkpoint(tmp_path):
+    folder = str(tmp_path / 'exp')
+    process = run_script(folder, 'train/steps=100000', 'hooks/checkpoint=300ms', wait=False)
+    deadline = time.monotonic() + 60
+    while len(steps_of(folder)) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.kill()
+    process.communicate()
+    killed_at = final_state(folder)
+    assert killed_at['step'] > 0 and killed_at['optimizer']['state'], 'no checkpoint before the kill'
+    step = killed_at['step']
+    again = run_script(folder, f'train/steps={step + 3}', 'hooks/checkpoint=1ms')
+    assert again.returncode == 0, again.stderr
+    resumed = checkpoint.load(checkpoint.path_for(folder, step + 1))
+    assert f'resuming from {checkpoint.path_for(folder, step)} at step {step}' in again.stderr
+    # Adam's step count continues from the checkpoint: the optimizer state was restored, not restarted
+    assert resumed['optimizer']['state'][0]['step'].item() == step + 1
+
+
+def test_nan_in_a_batch_dumps_and_stops(tmp_path, tiny, monkeypatch):
+    original, calls = TinyData.__getitem__, []
+
+    def poisoned(self, i):
+        item = original(self, i)
+        calls.append(i)
+        if len(calls) == 13:  # the first sample of the 4th batch of 4
+            item['image'][0, 0, 0] = math.nan
+        return item
+    monkeypatch.setattr(TinyData, '__getitem__', poisoned)
+    folder = tmp_path / 'exp'
+    with pytest.raises(NonFiniteLoss, match=r'non-finite loss \(nan\) at step 3.*nan/00000003'):
+        run(folder, 'train/steps=10', 'hooks/checkpoint=1ms')
+    dump = folder / 'nan' / '00000003'
+    assert sorted(os.listdir(dump)) == ['batch.pt', 'config.ini', 'model.pt', 'outputs.pt', 'terms.pt']
+    batch = torch.load(dump / 'batch.pt', weights_only=True)
+    assert torch.isnan(batch['image']).any() and batch['image'].shape == (4, 3, 16, 16)
+    outputs = torch.load(dump / 'outputs.pt', weights_only=True)
+    assert torch.isnan(outputs[0][0]).any()
+    model = torch.load(dump / 'model.pt', weights_only=True)
+    assert all(torch.isfinite(v).all() for v in model.values())
+    assert configlib.loads(open(dump / 'config.ini').read()).getint('train', 'steps') == 10
+    assert steps_of(folder) == [1, 2, 3]  # no checkpoint after the NaN
+
+
+def scalar_values(folder, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(folder), size_guidance={'scalars': 0, 'images': 0})
+    events.Reload()
+    return [e.value for e in events.Scalars(tag)]
+
+
+def test_tensorboard_scalars_and_histograms(tmp_path, tiny):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    folder = tmp_path / 'exp'
+    run(folder, 'train/steps=6', 'hooks/scalars=1ms', 'hooks/histograms=1ms', 'train/backbone_lr=0.5')
+    events = EventAccumulator(str(folder), size_guidance={'scalars': 0, 'histograms': 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {'loss/total', 'loss/stage1/heatmap', 'loss/stage1/paf', 'lr/stages', 'lr/backbone',
+            'speed/samples_per_s', 'progress/epoch'} <= set(tags['scalars'])
+    assert [e.step for e in events.Scalars('loss/total')] == [1, 2, 3, 4, 5, 6]
+    assert events.Scalars('lr/backbone')[-1].value == pytest.approx(0.005)
+    assert 'parameters/backbone.0.weight' in tags['histograms']
+
+
+def test_changed_model_option_is_refused_unless_forced_or_restarted(tmp_path, tiny):
+    folder = tmp_path / 'exp'
+    run(folder, 'train/steps=2')
+    with pytest.raises(UserError, match=r"\[input\] height: '368' -> '256'.*--force.*--restart"):
+        run(folder, 'train/steps=4', 'input/height=256')
+    assert steps_of(folder) == [2] and 'height = 368' in open(folder / 'config.ini').read()
+    assert run(folder, 'train/steps=4', 'input/height=256', force=True)['step'] == 4
+    assert run(folder, 'train/steps=3', 'input/height=256', 'model/layout=coco17', restart=True)['step'] == 3
+    previous = os.listdir(folder / 'previous')
+    assert len(previous) == 1 and 'checkpoint-00000004.pt' in os.listdir(folder / 'previous' / previous[0])
+    assert steps_of(folder) == [3]
+
+
+def test_finetune_lists_missing_and_unexpected_keys(tmp_path, tiny, capsys):
+    weights = TinyNet().state_dict()
+    weights['extra.weight'] = torch.zeros(1)
+    del weights['pafs.bias']
+    path = str(tmp_path / 'weights.pt')
+    torch.save({'model': weights}, path)
+    run(tmp_path / 'exp', 'train/steps=1', finetune=path)
+    err = capsys.readouterr().err
+    assert 'missing (left as initialised): pafs.bias' in err and 'unexpected (ignored): extra.weight' in err
+
+
+def test_second_run_on_the_same_folder_is_refused(tmp_path, tiny):
+    folder = str(tmp_path / 'exp')
+    handle = lock.acquire(folder)
+    try:
+        with pytest.raises(UserError, match=f'in use by another run \\(pid {os.getpid()}'):
+            run(folder, 'train/steps=1')
+        result = run_script(folder, 'train/steps=1')
+        assert result.returncode == 2 and 'in use by another run' in result.stderr
+    finally:
+        lock.release(handle)
+    assert run(folder, 'train/steps=1')['step'] == 1  # a different experiment next door is not affected
+
+
+def test_lock_of_a_killed_process_does_not_block(tmp_path):
+    folder = str(tmp_path / 'exp')
+    code = (f'import sys, time; sys.path.insert(0, {ROOT!r}); from utils import lock; '
+            f'held = lock.acquire({folder!r}); print("locked", flush=True); time.sleep(60)')
+    holder = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == 'locked'
+    with pytest.raises(UserError, match=f'pid {holder.pid}'):
+        lock.acquire(folder)
+    holder.kill()
+    holder.wait()
+    lock.release(lock.acquire(folder))
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint(tmp_path):
+    folder = str(tmp_path / 'exp')
+    process = run_script(folder, 'train/steps=100000', 'hooks/checkpoint=200ms', wait=False)
+    deadline = time.monotonic() + 60
+    while not steps_of(folder) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    step = final_state(folder)['step']
+    assert f'stopped at step {step} (epoch {step // 6}): interrupted (SIGTERM); checkpoint' in err
