@@ -1,13 +1,76 @@
-"""eval entry point (filled in by its issue)."""
+"""Evaluate a network with COCO's keypoint metric (pycocotools' COCOeval: AP, AP50, AP75, APm, APl, AR)
+on the validation split's cache ([dataset] val), or on a COCO annotation file and its image folder.
 
+Each image is resized to [eval] height (aspect kept, padded to the stride), optionally also run at
+[eval] scales and mirrored ([eval] flip), decoded with [decode] and mapped back to the image. The network
+is --onnx FILE (ONNX Runtime), --checkpoint FILE, or the newest checkpoint of the experiment folder; its
+layout and input normalisation come with it. Writes COCO's results JSON to <folder of the network
+file>/eval/results-<step or ONNX name>.json (the experiment folder for its checkpoints) with the figures
+beside it in results-<...>.stats.json, and prints COCO's keypoint table.
+"""
+
+import json
+import os
+
+from model import runner
 from utils import cli
+from utils import evaluate as evaluation
+from utils.io import atomic_write_text
+
+
+def arguments():
+    p = cli.parser(__doc__)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument('--checkpoint', help='checkpoint file (default: newest in the experiment folder)')
+    source.add_argument('--onnx', help='ONNX file written by export_onnx.py (runs on ONNX Runtime)')
+    p.add_argument('--limit', type=int, help='evaluate the first N images only (default: [eval] limit)')
+    p.add_argument('--annotations', help='COCO keypoint annotation file to evaluate on instead of the cache')
+    p.add_argument('--images', help='image folder of --annotations')
+    p.add_argument('--results', help='results JSON to write (default: see above)')
+    return p
+
+
+def results_path(network, annotations=None):
+    """<folder of the network file>/eval/results-<step, or file name>[-<annotation file name>].json."""
+    step, source = network['step'], network['source']
+    name = f'{step:08d}' if isinstance(step, int) else os.path.splitext(os.path.basename(source))[0]
+    if annotations:
+        name += '-' + os.path.splitext(os.path.basename(annotations))[0]
+    return os.path.join(os.path.dirname(os.path.abspath(source)), 'eval', f'results-{name}.json')
+
+
+def settings(config, limit, source):
+    """What the figures depend on, stored beside them."""
+    options = {o: config.get('eval', o) for o in ('height', 'scales', 'flip')}
+    return {'network': source, 'limit': limit, 'eval': options, 'decode': dict(config['decode'])}
 
 
 @cli.main
 def main():
-    args = cli.parser(__doc__).parse_args()
-    cli.load_config(args)
-    raise cli.UserError('eval.py is not implemented yet')
+    args = arguments().parse_args()
+    if bool(args.annotations) != bool(args.images):
+        raise cli.UserError('--annotations and --images go together (a COCO keypoint file and its images)')
+    config = cli.load_config(args)
+    network = runner.load(config, args.checkpoint, args.onnx, cli.model_dir(args, config),
+                          config.get('eval', 'device'), config.getint('eval', 'threads'))
+    config = network['config']
+    for section, option, mine, theirs in network['changed']:
+        print(f'note: [{section}] {option} = {theirs} comes with the network (the config says {mine})')
+    limit = config.getint('eval', 'limit') if args.limit is None else args.limit
+    if args.annotations:
+        images = evaluation.coco_images(args.annotations, args.images)
+        images, annotations = images[:limit] if limit > 0 else images, args.annotations
+    else:
+        images, annotations = evaluation.cache_images(config, limit)
+    path = args.results or results_path(network, args.annotations)
+    print(f'evaluating {network["source"]} on {len(images)} images of {annotations}')
+    stats = evaluation.evaluate_images(network['run'], config, network['skeleton'], network['stride'],
+                                       images, annotations, path)
+    record = {'stats': stats, 'images': len(images), 'annotations': annotations,
+              **settings(config, limit, network['source'])}
+    atomic_write_text(os.path.splitext(path)[0] + '.stats.json', json.dumps(record, indent=1))
+    print(' | '.join(f'{name} {stats[name]:.3f}' for name in ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR')))
+    print(f'results: {path}')
 
 
 if __name__ == '__main__':

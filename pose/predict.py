@@ -3,8 +3,8 @@
 An image is resized to the network's input height (aspect ratio kept), normalised and padded right and
 bottom to a multiple of the stride; the network runs on it (optionally at extra scales and on its mirror
 image, as in Cao et al., "Realtime Multi-Person 2D Pose Estimation using Part Affinity Fields", CVPR 2017);
-all maps are resampled onto one grid and averaged; pose.decode groups them into people, whose keypoints
-are mapped back to the original image.
+all maps are resampled onto the grid of the main scale and averaged; pose.decode groups them into people,
+whose keypoints are mapped back to the original image.
 
 Geometry: cells and pixels follow the one convention of pose/encode.py (cell_to_pixel, pixel_to_cell);
 resizing an image from width W to W' maps pixel x to (x + 0.5) * W' / W - 0.5, which is what cv2.resize
@@ -24,7 +24,7 @@ def options(config):
     extra = [s for s in config.getfloatlist('eval', 'scales') if s != 1]
     return {'norm': normalization.params(config), 'height': config.getint('eval', 'height'),
             'scales': [1.0] + extra, 'flip': config.getboolean('eval', 'flip'),
-            'upsample': config.getint('eval', 'upsample'), 'decode_params': decoder.params(config)}
+            'decode_params': decoder.params(config)}
 
 
 def input_size(shape, height, stride, scale=1.0):
@@ -63,20 +63,20 @@ def unflip(heatmaps, pafs, skeleton):
     return np.ascontiguousarray(heat), np.ascontiguousarray(paf.astype(pafs.dtype, copy=False))
 
 
-def _axis_map(target_stride, source_stride, ratio):
-    """(a, b): a target map cell c lies at source map cell a * c + b, where source input pixels are
-    `ratio` times target input pixels (same image, other resize)."""
+def _axis_map(stride, ratio):
+    """(a, b): target map cell c lies at source map cell a * c + b, where the source input is the same
+    image resized `ratio` times as large as the target input (both maps at `stride`)."""
     def source_cell(c):
-        return float(pixel_to_cell((cell_to_pixel(c, target_stride) + 0.5) * ratio - 0.5, source_stride))
+        return float(pixel_to_cell((cell_to_pixel(c, stride) + 0.5) * ratio - 0.5, stride))
     b = source_cell(0.0)
     return source_cell(1.0) - b, b
 
 
-def resample(maps, source_stride, target_stride, ratio, size):
-    """Maps (C, h, w) of an input `ratio` (ry, rx) times the target input, bilinearly resampled onto the
-    target grid of `size` (h, w) cells at `target_stride` (edges replicated)."""
-    ay, by = _axis_map(target_stride, source_stride, ratio[0])
-    ax, bx = _axis_map(target_stride, source_stride, ratio[1])
+def resample(maps, stride, ratio, size):
+    """Maps (C, h, w) at `stride` of an input `ratio` (ry, rx) times as large as the target input,
+    bilinearly resampled onto the target's grid of `size` (h, w) cells (edges replicated)."""
+    ay, by = _axis_map(stride, ratio[0])
+    ax, bx = _axis_map(stride, ratio[1])
     if (ay, by, ax, bx) == (1.0, 0.0, 1.0, 0.0):
         return maps[:, :size[0], :size[1]]
     matrix = np.float32([[ax, 0, bx], [0, ay, by]])
@@ -87,17 +87,17 @@ def resample(maps, source_stride, target_stride, ratio, size):
     return np.concatenate(chunks, axis=-1).transpose(2, 0, 1)
 
 
-def predict_maps(run, image, skeleton, stride, norm, height, scales=(1.0,), flip=False, upsample=1):
+def predict_maps(run, image, skeleton, stride, norm, height, scales=(1.0,), flip=False):
     """Averaged (heatmaps (K+1,h,w), pafs (2L,h,w), geometry) for a BGR uint8 image.
 
-    The maps lie on the grid of the scale-1 input at stride `stride / upsample`, cropped to the image
-    (no cell of pure padding); geometry = {'stride': that stride, 'ratio': (ry, rx) original pixels
-    per input pixel} as `to_original` needs it. run: batch (N,3,H,W) -> (heatmaps, pafs) numpy."""
-    if upsample < 1 or stride % upsample:
-        raise ValueError(f'upsample {upsample} must be a positive divisor of the stride {stride}')
-    target_stride = stride // upsample
-    (h1, w1), _ = input_size(image.shape, height, stride)
-    grid = (-(-h1 // target_stride), -(-w1 // target_stride))
+    The maps lie on the grid of the scale-1 input at `stride` (maps of other scales are resampled onto
+    it); geometry = {'stride': stride, 'ratio': (ry, rx) original pixels per input pixel} as
+    `to_original` needs it. run: batch (N,3,H,W) -> (heatmaps, pafs) numpy arrays.
+
+    The maps are not upsampled: pose.decode refines peaks below a cell, which bilinear upsampling would
+    spoil (its maxima sit on the coarse grid's cells)."""
+    (h1, w1), padded = input_size(image.shape, height, stride)
+    grid = (padded[0] // stride, padded[1] // stride)
     total, count = None, 0
     for scale in scales:
         size, padded = input_size(image.shape, height, stride, scale)
@@ -107,21 +107,13 @@ def predict_maps(run, image, skeleton, stride, norm, height, scales=(1.0,), flip
             mirrored = unflip(heatmaps[1], pafs[1], skeleton)
             heatmaps, pafs = heatmaps[:1] + mirrored[0], pafs[:1] + mirrored[1]
         maps = np.concatenate([heatmaps[0], pafs[0]])
-        maps = resample(maps, stride, target_stride, (size[0] / h1, size[1] / w1), grid)
+        maps = resample(maps, stride, (size[0] / h1, size[1] / w1), grid)
         total = maps if total is None else total + maps
         count += 2 if flip else 1
     total = total / count
     k = len(skeleton.parts) + 1
-    geometry = {'stride': target_stride, 'ratio': (image.shape[0] / h1, image.shape[1] / w1)}
+    geometry = {'stride': stride, 'ratio': (image.shape[0] / h1, image.shape[1] / w1)}
     return np.ascontiguousarray(total[:k]), np.ascontiguousarray(total[k:]), geometry
-
-
-def person_score(keypoints):
-    """A person's score for ranking (COCO results, detect.py's JSON): the mean score of its found parts
-    (score > 0) times the fraction of the layout's parts found; 0 when none is."""
-    scores = np.asarray(keypoints, np.float32)[:, 2]
-    found = scores > 0
-    return float(scores[found].mean() * found.mean()) if found.any() else 0.0
 
 
 def to_original(people, geometry):
@@ -139,11 +131,9 @@ def to_original(people, geometry):
     return out
 
 
-def predict(run, image, skeleton, stride, norm, height, scales=(1.0,), flip=False, upsample=1,
-            decode_params=None):
+def predict(run, image, skeleton, stride, norm, height, scales=(1.0,), flip=False, decode_params=None):
     """People in a BGR uint8 image: [{'keypoints': float32 (K,3) (x, y, score) in original image pixels,
     score 0 = missing, 'score': float}], as pose.decode returns them."""
-    heatmaps, pafs, geometry = predict_maps(run, image, skeleton, stride, norm, height, scales, flip,
-                                            upsample)
+    heatmaps, pafs, geometry = predict_maps(run, image, skeleton, stride, norm, height, scales, flip)
     people = decoder.decode(heatmaps, pafs, skeleton, geometry['stride'], **(decode_params or {}))
     return to_original(people, geometry)

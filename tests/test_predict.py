@@ -34,7 +34,8 @@ def scene_run(skeleton, people, shape, stride=8, sigma=4.0, paf_width=6.0):
     def run(batch):
         heat, paf = [], []
         for x in batch:
-            rows, cols = np.flatnonzero(np.abs(x).sum(axis=(0, 2))), np.flatnonzero(np.abs(x).sum(axis=(0, 1)))
+            rows = np.flatnonzero(np.abs(x).sum(axis=(0, 2)))
+            cols = np.flatnonzero(np.abs(x).sum(axis=(0, 1)))
             h, w = rows[-1] + 1, cols[-1] + 1 - cols[0]
             kp = people.copy()
             kp[..., 0] = (kp[..., 0] + 0.5) * w / shape[1] - 0.5
@@ -96,25 +97,25 @@ def blob_run(batch):
     return heat, np.zeros((n, 36, height // 8, width // 8), np.float32)
 
 
-@pytest.mark.parametrize('scales,flip,upsample', [((1,), False, 1), ((1,), True, 4), ((1, 0.6, 1.4), True, 2),
-                                                  ((0.8, 1.25), False, 8)])
-def test_maps_line_up_with_the_original_image(scales, flip, upsample):
+@pytest.mark.parametrize('scales,flip', [((1,), False), ((1,), True), ((1, 0.6, 1.4), True),
+                                         ((0.8, 1.25), False)])
+def test_maps_line_up_with_the_original_image(scales, flip):
     skeleton = skeletons.load('coco17')
     shape, centre, sigma = (300, 451), (301.3, 102.7), 9.0
     y, x = np.mgrid[:shape[0], :shape[1]]
     image = np.exp(-((x - centre[0]) ** 2 + (y - centre[1]) ** 2) / (2 * sigma ** 2)) * 255
     image = np.repeat(image[..., None], 3, axis=2).round().astype(np.uint8)
-    heat, paf, geometry = predict.predict_maps(blob_run, image, skeleton, 8, PLAIN, 184, scales, flip,
-                                               upsample)
-    h1, w1 = predict.input_size(shape, 184, 8)[0]
+    heat, paf, geometry = predict.predict_maps(blob_run, image, skeleton, 8, PLAIN, 184, scales, flip)
     step = geometry['stride']
-    assert heat.shape[1:] == (-(-h1 // step), -(-w1 // step)) and paf.shape[0] == 36
+    assert heat.shape[1:] == (23, 35) and paf.shape[0] == 36 and step == 8
     weights = heat[0] / heat[0].sum()
     rows, cols = np.mgrid[:heat.shape[1], :heat.shape[2]]
     cell = np.array([(weights * cols).sum(), (weights * rows).sum()])
     person = {'keypoints': np.array([[*encode.cell_to_pixel(cell, step), 1.0]], np.float32), 'score': 1.0}
     found = predict.to_original([person], geometry)[0]['keypoints'][0]
-    assert np.hypot(*(found[:2] - centre)) < 0.25
+    # resampling other scales' maps shifts a blob's centroid by a fraction of a pixel; a half-cell error
+    # in the geometry would shift it by several pixels
+    assert np.hypot(*(found[:2] - centre)) < (0.05 if scales == (1,) else 0.6)
 
 
 def test_to_original_keeps_missing_parts_at_zero():
@@ -122,12 +123,6 @@ def test_to_original_keeps_missing_parts_at_zero():
     out = predict.to_original(people, {'stride': 8, 'ratio': (2.0, 0.5)})
     assert out[0]['keypoints'].tolist() == [[4.75, 40.5, 0.5], [0, 0, 0]] and out[0]['score'] == 0.7
     assert people[0]['keypoints'][0, 0] == 10
-
-
-def test_person_score():
-    assert predict.person_score(np.array([[0, 0, 0.8], [0, 0, 0.4], [0, 0, 0], [0, 0, 0]])) == \
-        pytest.approx(0.3)
-    assert predict.person_score(np.zeros((3, 3))) == 0
 
 
 def _match(found, truth):
@@ -141,17 +136,17 @@ def _match(found, truth):
 
 
 @pytest.mark.parametrize('name', skeletons.available())
-@pytest.mark.parametrize('scales,flip,upsample', [((1,), False, 1), ((1, 0.75), True, 4)])
-def test_predict_recovers_people_in_original_pixels(name, scales, flip, upsample):
+@pytest.mark.parametrize('scales,flip', [((1,), False), ((1, 0.75), True)])
+def test_predict_recovers_people_in_original_pixels(name, scales, flip):
     skeleton = skeletons.load(name)
     shape = (240, 330)
     truth = np.stack([figure(skeleton, 80, 120, 150), figure(skeleton, 230, 110, 120, turn=0.2)])
     run = scene_run(skeleton, truth, shape)
-    people = predict.predict(run, grey_image(shape), skeleton, 8, PLAIN, 256, scales, flip, upsample)
+    people = predict.predict(run, grey_image(shape), skeleton, 8, PLAIN, 256, scales, flip)
     assert len(people) == 2
     for person in people:
         assert person['keypoints'].shape == (len(skeleton.parts), 3) and (person['keypoints'][:, 2] > 0).all()
-    assert (_match(people, truth) < (2.5 if upsample > 1 else 4.0)).all(), _match(people, truth)
+    assert (_match(people, truth) < (0.1 if len(scales) == 1 else 1.0)).all(), _match(people, truth)
 
 
 def test_flip_averaging_is_consistent_under_mirroring():
@@ -160,9 +155,9 @@ def test_flip_averaging_is_consistent_under_mirroring():
     truth = np.stack([figure(skeleton, 70, 100, 130, turn=0.25), figure(skeleton, 190, 105, 110)])
     mirrored_truth = skeleton.flip_keypoints(truth, shape[1])
     people = predict.predict(scene_run(skeleton, truth, shape), grey_image(shape), skeleton, 8, PLAIN, 200,
-                             flip=True, upsample=2)
+                             flip=True)
     mirrored = predict.predict(scene_run(skeleton, mirrored_truth, shape), grey_image(shape), skeleton, 8,
-                               PLAIN, 200, flip=True, upsample=2)
+                               PLAIN, 200, flip=True)
     back = [{'keypoints': skeleton.flip_keypoints(p['keypoints'][None], shape[1])[0]} for p in mirrored]
     assert len(people) == len(back) == 2
     assert (_match(back, np.stack([p['keypoints'] for p in people])) < 0.05).all()

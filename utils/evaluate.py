@@ -5,8 +5,8 @@ evaluation hook.
 
 Results are COCO's: one entry per person, keypoints in COCO-17 order (skeleton.to_coco) as
 [x, y, part score] * 17 with missing points at 0, 0, 0 (COCOeval reads only x and y), and as the
-person's 'score' the mean score of its found parts times the fraction of the layout's parts found,
-so a confident fragment ranks below a confident whole person (pose.predict.person_score).
+person's 'score' the decoder's: the mean score of its found parts times the fraction of the layout's
+parts found, so a confident fragment ranks below a confident whole person.
 """
 
 import contextlib
@@ -34,7 +34,7 @@ def coco_results(people, image_id, skeleton):
         keypoints[keypoints[:, 2] <= 0] = 0
         results.append({'image_id': int(image_id), 'category_id': 1,
                         'keypoints': [round(float(v), 2) for v in keypoints.reshape(-1)],
-                        'score': round(predictor.person_score(person['keypoints']), 5)})
+                        'score': round(float(person['score']), 5)})
     return results
 
 
@@ -120,20 +120,26 @@ def evaluate_images(run, config, skeleton, stride, images, annotations, results_
     return evaluate_results(annotations, results, [i for _, i in images], verbose=progress)
 
 
+def cache_images(config, limit=0):
+    """([(image path, image id)] of the validation cache of `config` ([dataset] val), its first `limit`
+    when limit > 0, and the COCO annotation file the cache was built from)."""
+    from cache import io as cacheio
+    from model import layout
+    header, records = cacheio.read(cacheio.path(config, config.get('dataset', 'val')), layout=layout(config))
+    images = [(record['image'], record['image_id']) for record in records]
+    images = images[:limit] if limit > 0 else images
+    if not images:
+        raise UserError(f'the validation cache of split {config.get("dataset", "val")!r} holds no image')
+    return images, header['annotations']
+
+
 def evaluate(run, config, limit=0, results_path=None, progress=True, stride=None):
     """COCO keypoint AP/AR {'AP', 'AP50', ..., 'ARl'} of `run` over the validation cache of `config`
     ([dataset] val; its first `limit` images when limit > 0), against the COCO annotation file the cache
     was built from. progress: a progress bar and COCO's printed table. stride: the network's output
     stride (measured on a dummy input when None)."""
-    from cache import io as cacheio
     from model import layout
     from model.runner import infer_stride
-    skeleton = layout(config)
-    header, records = cacheio.read(cacheio.path(config, config.get('dataset', 'val')), layout=skeleton)
-    images = [(record['image'], record['image_id']) for record in records]
-    images = images[:limit] if limit > 0 else images
-    if not images:
-        raise UserError(f'the validation cache of split {config.get("dataset", "val")!r} holds no image')
+    images, annotations = cache_images(config, limit)
     stride = stride or infer_stride(run)
-    return evaluate_images(run, config, skeleton, stride, images, header['annotations'], results_path,
-                           progress)
+    return evaluate_images(run, config, layout(config), stride, images, annotations, results_path, progress)

@@ -1,0 +1,182 @@
+"""detect.py and its parts: input sources and their errors, video and image outputs, the person-id
+tracker, and whole runs on images and a generated video with a fake network that sees known people."""
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+from test_predict import figure, grey_image, scene_run
+
+import detect
+from pose import skeleton as skeletons
+from pose.track import Tracker, distances, greedy_match
+from utils import config as configlib
+from utils import video
+from utils.cli import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COCO17 = skeletons.load('coco17')
+PLAIN = ['input/channel_order=bgr', 'input/divisor=255', 'input/mean=0 0 0', 'input/std=1 1 1']
+SHAPE = (160, 224)
+
+
+def write_video(path, frames, fps=10):
+    size = (frames[0].shape[1], frames[0].shape[0])
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'MJPG'), fps, size)
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+
+
+def test_tracker_keeps_ids_of_moving_people_and_drops_lost_ones():
+    a, b = figure(COCO17, 50, 80, 100), figure(COCO17, 150, 80, 100)
+    tracker = Tracker(patience=2, max_distance=0.5)
+    assert tracker.update([a, b]) == [0, 1]
+    step = np.array([4, 2, 0], np.float32)
+    assert tracker.update([b + step, a + step]) == [1, 0]       # order of detection does not matter
+    assert tracker.update([a + 2 * step]) == [0]                # b unseen for 1 frame ...
+    assert tracker.update([a + 3 * step, b + 3 * step]) == [0, 1]  # ... keeps its id
+    for _ in range(3):
+        tracker.update([a])
+    assert tracker.update([a, b]) == [0, 2]                     # b was gone for 3 > 2 frames: new id
+    assert tracker.update([a + np.array([80, 0, 0], np.float32), b]) == [3, 2]  # a jumped too far
+    assert tracker.update([]) == []
+
+
+def test_distances_use_only_parts_found_in_both():
+    a = figure(COCO17, 50, 80, 100)
+    b = a.copy()
+    b[:, 0] += 10
+    b[:8, 2] = 0
+    c = np.zeros_like(a)
+    cost = distances(np.stack([a]), np.stack([b, c]))
+    assert cost[0, 0] == pytest.approx(10 / np.ptp(a[:, 1]), rel=1e-4) and np.isinf(cost[0, 1])
+    assert greedy_match(np.array([[0.3, 0.1], [0.2, 0.9]]), 0.5) == [(0, 1), (1, 0)]
+    assert greedy_match(np.array([[0.6]]), 0.5) == []
+
+
+def test_sources_and_their_errors(tmp_path):
+    image = grey_image(SHAPE)
+    for name in ('b.png', 'a.jpg'):
+        cv2.imwrite(str(tmp_path / name), image)
+    (tmp_path / 'notes.txt').write_text('not an image')
+    folder = video.open_source(str(tmp_path))
+    assert folder['kind'] == 'images' and folder['count'] == 2
+    assert [name for name, _ in folder['frames']] == ['a.jpg', 'b.png']
+    assert video.open_source(str(tmp_path / '*.png'))['count'] == 1
+    single = video.open_source(str(tmp_path / 'a.jpg'))
+    assert next(single['frames'])[1].shape == SHAPE + (3,)
+    write_video(tmp_path / 'clip.avi', [image] * 4)
+    clip = video.open_source(str(tmp_path / 'clip.avi'))
+    assert clip['kind'] == 'video' and clip['fps'] == 10 and len(list(clip['frames'])) == 4
+    (tmp_path / 'broken.mp4').write_bytes(b'not a video')
+    for spec, message in [(tmp_path / 'missing.mp4', 'input not found'),
+                          (tmp_path / 'broken.mp4', 'cannot read video'), ('97', 'camera 97 does not open'),
+                          (tmp_path / '*.gif', 'no image file matches'),
+                          (tmp_path / 'notes.txt', 'cannot read video')]:
+        with pytest.raises(UserError, match=message):
+            video.open_source(str(spec))
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(UserError, match='no image file'):
+        video.open_source(str(tmp_path / 'empty'))
+
+
+@pytest.mark.parametrize('extension', ['.mp4', '.avi'])
+def test_video_writer_writes_what_opencv_reads_back(tmp_path, extension):
+    path = str(tmp_path / 'sub' / f'out{extension}')
+    with video.video_writer(path, 12) as write:
+        for i in range(5):
+            write(np.full((48, 64, 3), 40 * i, np.uint8))
+    capture = cv2.VideoCapture(path)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 5 and frames[0].shape == (48, 64, 3) and abs(int(frames[4].mean()) - 160) < 8
+    assert capture.get(cv2.CAP_PROP_FPS) == 12
+    assert os.listdir(tmp_path / 'sub') == [f'out{extension}']
+    with pytest.raises(UserError, match='must end in'):
+        with video.video_writer(str(tmp_path / 'out.mkv'), 10):
+            pass
+
+
+def level_frames(count, levels):
+    """Frames of a 'video' in which frame i has grey level levels[i] (the fake network reads it)."""
+    frames = []
+    for level in levels[:count]:
+        frame = grey_image(SHAPE)
+        frame[frame == 150] = level
+        frames.append(frame)
+    return frames
+
+
+def fake_network(scenes, levels):
+    """model.runner.load's dict for a fake network: the grey level tells which of `scenes` (people per
+    frame) it sees."""
+    runs = {level: scene_run(COCO17, people, SHAPE) for level, people in zip(levels, scenes)}
+
+    def run(batch):
+        level = float(np.median(batch[0, 0][batch[0, 0] > 0])) * 255
+        return runs[min(runs, key=lambda known: abs(known - level))](batch)
+    return {'run': run, 'skeleton': COCO17, 'stride': 8}
+
+
+def test_detect_on_video_keeps_ids_and_writes_json_and_video(tmp_path):
+    count, levels = 6, [60 + 20 * i for i in range(6)]
+    walkers = [[figure(COCO17, 60 + 3 * i, 80, 110), figure(COCO17, 160 - 2 * i, 85, 100)]
+               for i in range(count)]
+    scenes = [np.stack(people[:1 + (i > 1)]) for i, people in enumerate(walkers)]  # the second comes in later
+    write_video(tmp_path / 'walk.avi', level_frames(count, levels))
+    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'eval/height=160'])
+    source = video.open_source(str(tmp_path / 'walk.avi'))
+    output, json_path = str(tmp_path / 'out.mp4'), str(tmp_path / 'people.json')
+    frames = detect.detect(fake_network(scenes, levels), source, config, output, json_path, progress=False)
+    document = json.load(open(json_path))
+    assert document['frames'] == frames and len(frames) == count
+    assert document['layout'] == 'coco17' and document['keypoint_names'][0] == 'nose'
+    ids = [[p['id'] for p in frame['people']] for frame in frames]
+    assert ids[:2] == [[0], [0]] and all(sorted(i) == [0, 1] for i in ids[2:]), ids
+    first = frames[3]['people'][ids[3].index(0)]
+    assert len(first['keypoints']) == 51 and 0 < first['score'] <= 1
+    assert np.abs(np.reshape(first['keypoints'], (17, 3))[:, :2] - scenes[3][0][:, :2]).max() < 4
+    capture = cv2.VideoCapture(output)
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == count
+    assert capture.read()[1].shape == SHAPE + (3,)
+
+
+def test_detect_on_images_writes_drawn_images(tmp_path):
+    levels = [80, 140]
+    scenes = [np.stack([figure(COCO17, 70, 80, 110)]), np.stack([figure(COCO17, 120, 80, 120, 0.2)])]
+    for name, frame in zip(('x.png', 'y.png'), level_frames(2, levels)):
+        cv2.imwrite(str(tmp_path / name), frame)
+    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'eval/height=160'])
+    out = tmp_path / 'drawn'
+    frames = detect.detect(fake_network(scenes, levels), video.open_source(str(tmp_path / '*.png')), config,
+                           str(out), progress=False)
+    assert [f['image'] for f in frames] == ['x.png', 'y.png'] and [len(f['people']) for f in frames] == [1, 1]
+    assert sorted(os.listdir(out)) == ['x.png', 'y.png']
+    drawn = cv2.imread(str(out / 'x.png'))
+    assert drawn.shape == SHAPE + (3,) and (drawn != level_frames(1, levels)[0]).any()
+    single = str(tmp_path / 'one.jpg')
+    detect.detect(fake_network(scenes, levels), video.open_source(str(tmp_path / 'y.png')), config, single,
+                  progress=False)
+    assert cv2.imread(single).shape == SHAPE + (3,)
+
+
+@pytest.mark.parametrize('args,message', [(['-i', 'missing.mp4'], 'input not found'),
+                                          (['-i', 'broken.mp4'], 'cannot read video'),
+                                          (['-i', '97'], 'camera 97 does not open'),
+                                          (['-i', 'x.png', '--height', '0'], '--height'),
+                                          (['-i', 'x.png', '-m', 'train/root=.'], 'no checkpoint')])
+def test_detect_errors_are_one_line(tmp_path, monkeypatch, capsys, args, message):
+    from test_eval import run_main
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'broken.mp4').write_bytes(b'not a video')
+    cv2.imwrite(str(tmp_path / 'x.png'), grey_image(SHAPE))
+    status, _, err = run_main(detect.main, args, monkeypatch, capsys)
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and lines[0].startswith('error:') and message in lines[0], err
