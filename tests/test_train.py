@@ -2,6 +2,7 @@
 the model-directory lock, signals and changed-config checks. A tiny stand-in network and dataset keep it
 fast; test_end_to_end trains the real model on a generated dataset."""
 
+import json
 import math
 import os
 import signal
@@ -350,19 +351,6 @@ def test_finetune_lists_missing_and_unexpected_keys(tmp_path, tiny, capsys):
     assert 'missing (left as initialised): pafs.bias' in err and 'unexpected (ignored): extra.weight' in err
 
 
-def test_second_run_on_the_same_folder_is_refused(tmp_path, tiny):
-    folder = str(tmp_path / 'exp')
-    handle = lock.acquire(folder)
-    try:
-        with pytest.raises(UserError, match=f'in use by another run \\(pid {os.getpid()}'):
-            run(folder, 'train/steps=1')
-        result = run_script(folder, 'train/steps=1')
-        assert result.returncode == 2 and 'in use by another run' in result.stderr
-    finally:
-        lock.release(handle)
-    assert run(folder, 'train/steps=1')['step'] == 1  # a different experiment next door is not affected
-
-
 def test_lock_of_a_killed_process_does_not_block(tmp_path):
     folder = str(tmp_path / 'exp')
     code = (f'import sys, time; sys.path.insert(0, {ROOT!r}); from utils import lock; '
@@ -376,14 +364,59 @@ def test_lock_of_a_killed_process_does_not_block(tmp_path):
     lock.release(lock.acquire(folder))
 
 
-def test_sigterm_stops_after_the_step_with_a_checkpoint(tmp_path):
+def test_concurrent_run_is_refused_and_sigterm_stops_with_a_checkpoint(tmp_path, tiny):
     folder = str(tmp_path / 'exp')
     process = run_script(folder, 'train/steps=100000', 'hooks/checkpoint=200ms', wait=False)
     deadline = time.monotonic() + 60
     while not steps_of(folder) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
+    saved = open(os.path.join(folder, 'config.ini')).read()
+    with pytest.raises(UserError, match=f'exp is in use by another run \\(pid {process.pid}'):
+        run(folder, 'train/steps=1', 'train/lr=0.5')
+    assert open(os.path.join(folder, 'config.ini')).read() == saved
+    assert run(tmp_path / 'other', 'train/steps=1')['step'] == 1  # other experiments train side by side
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, err
     step = final_state(folder)['step']
     assert f'stopped at step {step} (epoch {step // 6}): interrupted (SIGTERM); checkpoint' in err
+
+
+# ---- the real network on a generated dataset ----------------------------------------------------------
+@pytest.fixture(scope='module')
+def synthetic_data(tmp_path_factory):
+    """8 training and 4 validation images of 64-96 pixels, generated and cached."""
+    from cache import coco, synthetic
+    folder = tmp_path_factory.mktemp('synthetic')
+    opts = dict(min_size=64, max_size=96, max_people=3, seed=0, unannotated=0.1, crowd=0.1,
+                person_min=0.5, person_max=0.9)
+    for split, count in (('train', 8), ('val', 4)):
+        synthetic.write_split(str(folder / 'data'), split, count, opts)
+    mods = [f'dataset/root={folder / "data"}', f'dataset/cache={folder / "cache"}', 'input/height=64',
+            'input/width=64', 'eval/height=64', 'model/stage_channels=16', 'train/batch_size=4',
+            'train/workers=0', 'train/threads=1', 'train/warmup=0', 'train/scheduler=none', 'hooks/keep=2']
+    config = configlib.load(mods=mods)
+    for split in ('train', 'val'):
+        coco.build(config, split)
+    return mods
+
+
+def test_end_to_end_on_generated_data(tmp_path, synthetic_data):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    folder = tmp_path / 'exp'
+    config = configlib.load(mods=synthetic_data + ['train/steps=12', 'hooks/scalars=1ms', 'hooks/images=1ms',
+                                                   'hooks/evaluate=1h', 'hooks/evaluate_limit=3'])
+    summary = train.run(config, str(folder), progress=False)
+    assert summary['step'] == 12 and summary['epoch'] == 6  # 8 images, batches of 4
+    events = EventAccumulator(str(folder), size_guidance={'scalars': 0, 'images': 0})
+    events.Reload()
+    losses = [e.value for e in events.Scalars('loss/total')]
+    assert len(losses) == 12 and np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+    assert {'loss/stage2/heatmap', 'loss/stage2/paf', 'eval/AP', 'eval/AR'} <= set(events.Tags()['scalars'])
+    assert {'images/ground_truth', 'images/heatmaps', 'images/pafs', 'images/people'} <= \
+        set(events.Tags()['images'])
+    image = events.Images('images/ground_truth')[-1]
+    assert (image.width, image.height, image.step) == (64, 64, 12)
+    metrics = json.load(open(folder / 'eval' / 'metrics-00000012.json'))
+    assert metrics['step'] == 12 and 0 <= metrics['AP'] <= 1
+    assert [e.step for e in events.Scalars('eval/AP')] == [12]

@@ -127,20 +127,12 @@ class Images(TimedHook):
         self.writer.flush()
 
 
-def to_bgr(image, norm):
-    """Undo transform.normalize: a normalised (3,H,W) tensor -> BGR uint8 (H,W,3)."""
-    image = image.detach().float().cpu().numpy().transpose(1, 2, 0)
-    std, mean = np.asarray(norm['std'], np.float32), np.asarray(norm['mean'], np.float32)
-    image = (image * std + mean) * norm['divisor']
-    image = np.clip(image + 0.5, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(image[:, :, ::-1] if norm['channel_order'] == 'rgb' else image)
-
-
 def summary_images(batch, outputs, skeleton, stride, norm, decode_params):
     """{tag: BGR uint8 image} for the first sample of a batch and its network outputs."""
     from pose import decode as decoder
     from pose import draw
-    image = to_bgr(batch['image'][0], norm)
+    from transform import normalize
+    image = normalize.denormalize(batch['image'][0].detach().float().cpu().numpy(), norm)
     target = [batch[k][0].detach().float().cpu().numpy() for k in ('heatmaps', 'pafs')]
     predicted = [t[0].detach().float().cpu().numpy() for t in outputs[-1]]
 

@@ -70,9 +70,10 @@ def epoch_batches(loader, epoch, skip=0, epoch_rng=None):
     interrupted; the skipped batches are not loaded: a loader over the remaining batches takes over.
     Making an iterator draws the workers' base seed from torch's RNG: with `epoch_rng`, the torch RNG state
     when the interrupted run began this epoch, the draw repeats that run's and the current state is kept."""
-    sampler = loader.batch_sampler.sampler if loader.batch_sampler is not None else loader.sampler
-    if hasattr(sampler, 'set_epoch'):
-        sampler.set_epoch(epoch)
+    for sampler in (loader.batch_sampler, getattr(loader.batch_sampler, 'sampler', None), loader.sampler):
+        if hasattr(sampler, 'set_epoch'):
+            sampler.set_epoch(epoch)
+            break
     if skip == 0:
         return iter(loader)
     batches = list(loader.batch_sampler)[skip:]
@@ -211,10 +212,10 @@ class Trainer:
         while self.stop_reason is None:
             try:
                 batch = next(batches)
-            except StopIteration:
-                self.epoch += 1
-                self.batch_in_epoch = 0
-                self._check_limits()
+            except StopIteration:  # a loader shorter than its len(): the epoch ends here
+                if self.batch_in_epoch == 0:
+                    raise UserError('the training data loader yields no batch') from None
+                self._end_epoch()
                 return
             except RuntimeError:
                 if self.signal and distributed.world_size() == 1:  # Ctrl-C also stopped the loader's workers
@@ -228,6 +229,13 @@ class Trainer:
                                 refresh=False)
             for hook in self.hooks:
                 hook.after_step(self)
+            if self.batch_in_epoch == 0:  # the epoch is complete
+                return
+
+    def _end_epoch(self):
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self._check_limits()
 
     def _rate(self):
         elapsed = time.monotonic() - self.started
@@ -265,7 +273,10 @@ class Trainer:
         self._record(batch, outputs, terms, loss)
         if stop:
             self.stop_reason = f'interrupted ({self.signal})' if self.signal else 'time limit reached'
-        self._check_limits()
+        if self.batch_in_epoch >= len(self.loader):
+            self._end_epoch()
+        else:
+            self._check_limits()
 
     def _agree(self, total):
         """(mean loss over ranks, stop wanted by any rank, hooks due by rank 0's clock) in one collective."""
