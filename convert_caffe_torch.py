@@ -15,6 +15,7 @@ parameter filled with the right shape, or the conversion stops and lists what is
 """
 
 import configparser
+import io
 import os
 import time
 
@@ -26,6 +27,7 @@ from utils import config as configlib
 from utils.io import atomic_path
 
 MAPPING = os.path.join(configlib.ROOT, 'config', 'convert', 'cmu_coco.ini')
+NETWORK_SECTIONS = ('model', 'input')    # what a converted checkpoint's config text holds
 CONV_BLOBS = ('weight', 'bias')          # Caffe's Convolution blobs, in order; weights are (out, in, kh, kw)
 V1_TYPES = {4: 'Convolution', 14: 'InnerProduct', 39: 'Deconvolution'}  # V1LayerParameter.LayerType
 
@@ -211,15 +213,28 @@ def _squeeze_leading(shape):
     return tuple(shape)
 
 
+def config_text(config, sections=NETWORK_SECTIONS):
+    """INI text of `sections` of `config` only; utils.config.loads() fills in the defaults.
+
+    A converted model is a long-lived file: leaving out the training sections keeps it loadable when
+    options that do not describe the network change."""
+    parser = configparser.ConfigParser(interpolation=None)
+    for section in sections:
+        parser[section] = dict(config.items(section, raw=True))
+    stream = io.StringIO()
+    parser.write(stream)
+    return stream.getvalue()
+
+
 def convert(caffemodel, mapping=MAPPING, files=(), mods=()):
-    """The checkpoint {'model': state_dict, 'config': merged config text} of `caffemodel`.
+    """The checkpoint {'model': state_dict, 'config': config text of [model] and [input]} of `caffemodel`.
 
     The config is config/default.ini overlaid by `files`, then the mapping's [config], then `mods`."""
     layers_map, config_mods = read_mapping(mapping)
     config = configlib.load(files, list(config_mods) + list(mods))
     layers = read_caffemodel(caffemodel)
     weights = state_dict(layers, layers_map, model_shapes(config))
-    return {'model': weights, 'config': configlib.dumps(config)}
+    return {'model': weights, 'config': config_text(config)}
 
 
 def save(checkpoint, path):

@@ -25,10 +25,11 @@ CONCAT = (7, 11)                   # ... and concatenated with Conv2d_7 and Conv
 def same_pad(x, kernel, stride):
     """Pad `x` (N,C,H,W) as TensorFlow's 'SAME' does: out = ceil(in / stride), the odd pixel after.
 
-    Written with shape arithmetic only, so an ONNX export keeps it for every input size."""
+    Shape arithmetic only (no comparisons), so an ONNX export keeps it for every input size; the total
+    padding, kernel - stride + (-in mod stride), is never negative for kernel >= stride."""
     h, w = x.shape[-2:]
-    pad_h = max((h + stride - 1) // stride * stride - stride + kernel - h, 0)
-    pad_w = max((w + stride - 1) // stride * stride - stride + kernel - w, 0)
+    pad_h = (h + stride - 1) // stride * stride - stride + kernel - h
+    pad_w = (w + stride - 1) // stride * stride - stride + kernel - w
     return F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
 
 
@@ -36,6 +37,8 @@ class SameConv2d(nn.Conv2d):
     """nn.Conv2d with TensorFlow's 'SAME' padding (symmetric for stride 1, computed per input otherwise)."""
 
     def __init__(self, in_channels, out_channels, kernel, stride=1, groups=1, bias=True):
+        if kernel < stride:
+            raise ValueError(f'SameConv2d: kernel {kernel} smaller than stride {stride}')
         super().__init__(in_channels, out_channels, kernel, stride, kernel // 2 if stride == 1 else 0,
                          groups=groups, bias=bias)
 
