@@ -1,0 +1,184 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as maskutils
+
+from cache import coco, synthetic
+from cache import io as cacheio
+from pose import skeleton as skeletons
+from utils import config as configlib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OPTS = dict(min_size=80, max_size=120, max_people=3, seed=1, unannotated=0.3, crowd=0.5, person_min=0.4,
+            person_max=0.9)
+
+
+@pytest.fixture(scope='module')
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp('coco')
+    synthetic.write_split(str(root), 'train', 10, OPTS)
+    synthetic.write_split(str(root), 'val', 4, OPTS)
+    return root
+
+
+def make_config(root, cache, layout='cmu18'):
+    return configlib.load(mods=[f'dataset/root={root}', f'dataset/cache={cache}', f'model/layout={layout}'])
+
+
+def load_json(root, split):
+    return json.load(open(os.path.join(root, 'annotations', f'person_keypoints_{split}.json')))
+
+
+def test_round_trip_preserves_records(source, tmp_path):
+    config = make_config(source, tmp_path)
+    path, report = coco.build(config, 'train')
+    header, records = cacheio.read(path, skeletons.load('cmu18'))
+    assert header['layout'] == 'cmu18' and header['split'] == 'train' and header['count'] == len(records)
+    assert header['annotations'].endswith('person_keypoints_train.json') and os.path.isdir(header['images'])
+    copy = str(tmp_path / 'copy.pkl')
+    cacheio.write(copy, header, records)
+    again_header, again = cacheio.read(copy, 'cmu18')
+    assert again_header == header
+    assert len(again) == len(records) == report['records'] == 10
+    for a, b in zip(records, again):
+        assert a.keys() == b.keys() == {'image', 'image_id', 'size', 'keypoints', 'boxes', 'ignore'}
+        assert a['image'] == b['image'] and a['image_id'] == b['image_id'] and a['size'] == b['size']
+        assert np.array_equal(a['keypoints'], b['keypoints']) and a['keypoints'].dtype == np.float32
+        assert np.array_equal(a['boxes'], b['boxes']) and a['boxes'].shape == (len(a['keypoints']), 4)
+        assert a['ignore'] == b['ignore']
+
+
+def test_records_follow_the_annotations(source, tmp_path):
+    skeleton = skeletons.load('cmu18')
+    _, records = cacheio.read(coco.build(make_config(source, tmp_path), 'train')[0])
+    data = load_json(source, 'train')
+    anns = {}
+    for a in data['annotations']:
+        anns.setdefault(a['image_id'], []).append(a)
+    with_ignore = 0
+    for record in records:
+        image_anns = anns[record['image_id']]
+        people = [a for a in image_anns if a['num_keypoints'] > 0 and not a['iscrowd']]
+        expected = skeleton.from_coco(np.array([a['keypoints'] for a in people], np.float32))
+        assert np.array_equal(record['keypoints'], expected)
+        ignored = [a for a in image_anns if a['num_keypoints'] == 0 or a['iscrowd']]
+        if not ignored:
+            assert record['ignore'] is None
+            continue
+        with_ignore += 1
+        mask = maskutils.decode(record['ignore'])
+        assert mask.shape == record['size']
+        for a in ignored:
+            h, w = record['size']
+            seg = a['segmentation']
+            rle = maskutils.merge(maskutils.frPyObjects(seg, h, w)) if isinstance(seg, list) else \
+                maskutils.frPyObjects(seg, h, w)
+            own = maskutils.decode(rle)
+            assert (mask[own > 0] == 1).all()
+    assert with_ignore > 0
+
+
+def test_corrupt_and_missing_images_are_skipped(source, tmp_path):
+    root = tmp_path / 'data'
+    shutil.copytree(source, root)
+    names = sorted(os.listdir(root / 'images' / 'train'))
+    os.remove(root / 'images' / 'train' / names[0])
+    (root / 'images' / 'train' / names[1]).write_bytes(b'not a jpeg at all')
+    jpeg = (root / 'images' / 'train' / names[2]).read_bytes()
+    (root / 'images' / 'train' / names[2]).write_bytes(jpeg[:len(jpeg) // 2])
+    config = make_config(root, tmp_path / 'cache')
+    path, report = coco.build(config, 'train')
+    assert [os.path.basename(p) for p in report['missing']] == [names[0]]
+    assert sorted(os.path.basename(p) for p in report['unreadable']) == sorted(names[1:3])
+    _, records = cacheio.read(path)
+    assert len(records) == 7 and not {os.path.basename(r['image']) for r in records} & set(names[:3])
+    result = subprocess.run([sys.executable, 'cache.py', '--force', '--split', 'train',
+                             '-m', f'dataset/root={root}', '-m', f'dataset/cache={tmp_path / "cache"}'],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert 'skipped 1 missing' in result.stdout and 'skipped 2 unreadable' in result.stdout
+
+
+def test_up_to_date_cache_is_not_rebuilt(source, tmp_path):
+    root = tmp_path / 'data'
+    shutil.copytree(source, root)
+    config = make_config(root, tmp_path / 'cache')
+    assert coco.build(config, 'val')[1] is not None
+    assert coco.build(config, 'val')[1] is None
+    assert coco.build(config, 'val', force=True)[1] is not None
+    json_file = root / 'annotations' / 'person_keypoints_val.json'
+    json_file.write_text(json_file.read_text() + ' ')
+    assert coco.build(config, 'val')[1] is not None
+    other = make_config(root, tmp_path / 'cache', layout='coco17')
+    assert coco.build(other, 'val')[1] is not None  # another layout, another file
+    assert cacheio.path(other, 'val').endswith('coco17_val.pkl')
+
+
+def test_other_version_or_layout_is_a_clear_error(source, tmp_path, monkeypatch):
+    path, _ = coco.build(make_config(source, tmp_path), 'val')
+    with pytest.raises(cacheio.CacheError, match=r"layout 'cmu18', not 'coco17'.*model/layout=coco17"):
+        cacheio.read(path, 'coco17')
+    monkeypatch.setattr(cacheio, 'VERSION', cacheio.VERSION + 1)
+    with pytest.raises(cacheio.CacheError, match='format version 1, this code reads version 2'):
+        cacheio.read(path)
+    with pytest.raises(cacheio.CacheError, match='not found'):
+        cacheio.read(str(tmp_path / 'nothing.pkl'))
+    (tmp_path / 'junk.pkl').write_bytes(b'junk')
+    with pytest.raises(cacheio.CacheError, match='cannot read'):
+        cacheio.read(str(tmp_path / 'junk.pkl'))
+
+
+def test_coco_2014_layout_and_empty_images(source, tmp_path):
+    root = tmp_path / 'coco2014'
+    shutil.copytree(source / 'annotations', root / 'annotations')
+    shutil.copytree(source / 'images' / 'val', root / 'val')
+    data = load_json(root, 'val')
+    data['images'].append(dict(data['images'][0], id=1, file_name='empty.jpg'))
+    shutil.copy(root / 'val' / data['images'][0]['file_name'], root / 'val' / 'empty.jpg')
+    (root / 'annotations' / 'person_keypoints_val.json').write_text(json.dumps(data))
+    config = make_config(root, tmp_path / 'cache')
+    _, report = coco.build(config, 'val')
+    assert report['records'] == 5
+    _, report = coco.build(config, 'val', force=True, keep_empty=False)
+    assert report['records'] == 4
+
+
+def test_train_and_val_must_not_share_images(source, tmp_path):
+    config = make_config(source, tmp_path)
+    coco.build(config, 'train')
+    coco.build(config, 'val')
+    coco.check_disjoint(config)
+    same = configlib.load(mods=[f'dataset/root={source}', f'dataset/cache={tmp_path}', 'dataset/val=train'])
+    with pytest.raises(coco.UserError, match="share 10 images"):
+        coco.check_disjoint(same)
+
+
+def test_missing_annotations_is_a_clear_error(tmp_path):
+    (tmp_path / 'images' / 'train').mkdir(parents=True)
+    with pytest.raises(coco.UserError, match=r'annotation file not found: .*person_keypoints_train.json'):
+        coco.build(make_config(tmp_path, tmp_path / 'cache'), 'train')
+    with pytest.raises(coco.UserError, match='no image folder'):
+        coco.build(make_config(tmp_path, tmp_path / 'cache'), 'val')
+
+
+def test_show_renders_an_augmented_sample(source, tmp_path):
+    mods = ['-m', f'dataset/root={source}', '-m', f'dataset/cache={tmp_path}', '-m', 'input/height=96',
+            '-m', 'input/width=128']
+    built = subprocess.run([sys.executable, 'cache.py'] + mods, cwd=ROOT, capture_output=True, text=True,
+                           timeout=120)
+    assert built.returncode == 0, built.stderr
+    out = str(tmp_path / 'sample.png')
+    shown = subprocess.run([sys.executable, 'cache.py', '--show', '2', '-o', out] + mods, cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    picture = cv2.imread(out)
+    assert picture.shape == (96, 3 * 128, 3) and picture.std() > 10
+    bad = subprocess.run([sys.executable, 'cache.py', '--show', '99'] + mods, cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and 'records 0..9' in bad.stderr

@@ -1,0 +1,157 @@
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as maskutils
+
+from cache import dataset, synthetic
+from cache import io as cacheio
+from pose import skeleton as skeletons
+from transform import augment
+from utils import config as configlib
+
+SKELETON = skeletons.load('cmu18')
+PART = {name: k for k, name in enumerate(SKELETON.parts)}
+PLAIN = ['augment/photometric=', 'input/height=64', 'input/width=64', 'train/batch_size=2', 'train/workers=0']
+
+
+def write_cache(folder, records, split='train'):
+    config = configlib.load(mods=[f'dataset/cache={folder}'])
+    cacheio.write(cacheio.path(config, split), {'layout': 'cmu18', 'parts': SKELETON.parts, 'split': split},
+                  records)
+    return config
+
+
+def config_for(folder, *mods):
+    return configlib.load(mods=[f'dataset/cache={folder}'] + PLAIN + list(mods))
+
+
+def person_record(tmp_path, ignore_block=None):
+    """A 64x64 image with one person whose left wrist and left hip sit in the left half."""
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), (0, 0), 2)
+    path = str(tmp_path / 'person.png')
+    cv2.imwrite(path, image)
+    keypoints = np.zeros((1, len(SKELETON.parts), 3), np.float32)
+    for name, xy in {'neck': (30, 12), 'left_shoulder': (22, 14), 'left_elbow': (14, 24),
+                     'left_wrist': (10, 36), 'left_hip': (25, 40), 'right_hip': (37, 40),
+                     'nose': (31, 6)}.items():
+        keypoints[0, PART[name]] = (*xy, 2)
+    ignore = None
+    if ignore_block is not None:
+        mask = np.zeros((64, 64), np.uint8, order='F')
+        mask[ignore_block] = 1
+        ignore = maskutils.encode(mask)
+    return {'image': path, 'image_id': 1, 'size': (64, 64), 'keypoints': keypoints,
+            'boxes': np.array([[8, 4, 34, 40]], np.float32), 'ignore': ignore}
+
+
+def test_batches_have_the_contract_shapes(tmp_path):
+    root = str(tmp_path / 'data')
+    synthetic.write_split(root, 'train', 5, dict(min_size=64, max_size=96, max_people=3, seed=0,
+                                                 unannotated=0.2, crowd=0.3, person_min=0.4, person_max=0.9))
+    config = config_for(tmp_path / 'cache', f'dataset/root={root}')
+    from cache import coco
+    coco.build(config, 'train')
+    batches = list(dataset.loader(config, 'train', stride=8, seed=3))
+    assert len(batches) == 2  # 5 images, batches of 2, the incomplete one dropped
+    batch = batches[0]
+    assert batch['image'].shape == (2, 3, 64, 64) and batch['image'].dtype == torch.float32
+    assert batch['heatmaps'].shape == (2, 19, 8, 8) and batch['pafs'].shape == (2, 38, 8, 8)
+    assert batch['mask'].shape == (2, 1, 8, 8) and batch['index'].shape == (2,)
+    again = next(iter(dataset.loader(config, 'train', stride=8, seed=3)))
+    assert all(torch.equal(batch[k], again[k]) for k in batch)
+    workers = config_for(tmp_path / 'cache', f'dataset/root={root}', 'train/workers=1')
+    threaded = next(iter(dataset.loader(workers, 'train', stride=8, seed=3)))
+    assert all(torch.equal(batch[k], threaded[k]) for k in batch), 'a worker process changed the samples'
+    val = list(dataset.loader(config, 'train', stride=8, train=False))
+    assert len(val) == 3 and val[-1]['image'].shape[0] == 1
+
+
+def test_ignore_regions_zero_the_loss_mask(tmp_path):
+    write_cache(tmp_path, [person_record(tmp_path, (slice(16, 48), slice(8, 32)))])
+    item = dataset.PoseDataset(config_for(tmp_path), 'train', train=False)[0]
+    expected = np.ones((8, 8), np.float32)
+    expected[2:6, 1:4] = 0
+    assert np.array_equal(item['mask'][0].numpy(), expected)
+    flip = config_for(tmp_path, 'augment/geometric=flip', 'augment/flip=1')
+    flipped = dataset.PoseDataset(flip, 'train')[0]
+    assert np.array_equal(flipped['mask'][0].numpy(), expected[:, ::-1])
+    half = dataset.PoseDataset(config_for(tmp_path), 'train', train=False)
+    half.records[0]['ignore'] = maskutils.encode(np.asfortranarray(np.pad(np.ones((64, 4), np.uint8),
+                                                                          ((0, 0), (0, 60)))))
+    assert np.allclose(half[0]['mask'][0, :, 0].numpy(), 0.5)
+
+
+def test_flip_swaps_left_and_right_channels(tmp_path):
+    write_cache(tmp_path, [person_record(tmp_path)])
+    plain = dataset.PoseDataset(config_for(tmp_path, 'augment/geometric=flip', 'augment/flip=0'), 'train')[0]
+    flip = dataset.PoseDataset(config_for(tmp_path, 'augment/geometric=flip', 'augment/flip=1'), 'train')[0]
+    assert torch.equal(flip['image'], plain['image'].flip(-1))
+    heat, heat_plain = flip['heatmaps'].numpy(), plain['heatmaps'].numpy()
+    assert heat[PART['left_wrist']].max() == 0 and heat_plain[PART['right_wrist']].max() == 0
+    for k, f in enumerate(SKELETON.flip):
+        assert np.allclose(heat[k], heat_plain[f][:, ::-1], atol=1e-6)
+    assert np.allclose(heat[-1], heat_plain[-1][:, ::-1], atol=1e-6)
+    paf, paf_plain = flip['pafs'].numpy(), plain['pafs'].numpy()
+    for l, (m, reverse) in enumerate(SKELETON.limb_flip):
+        sign = -1 if reverse else 1
+        assert np.allclose(paf[2 * l], -sign * paf_plain[2 * m][:, ::-1], atol=1e-6)
+        assert np.allclose(paf[2 * l + 1], sign * paf_plain[2 * m + 1][:, ::-1], atol=1e-6)
+    assert np.abs(paf).max() > 0.5
+
+
+def test_reduced_jpeg_decode_keeps_points_in_place(tmp_path):
+    size = 256
+    rows, cols = np.mgrid[0:size, 0:size]
+    x0, y0 = 101.0, 150.0
+    # a blob on grey, the colour of the warp's border
+    blob = 128 + 127 * np.exp(-((cols - x0) ** 2 + (rows - y0) ** 2) / (2 * 10.0 ** 2))
+    path = str(tmp_path / 'blob.jpg')
+    cv2.imwrite(path, np.repeat(blob[..., None], 3, axis=2).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 98])
+    out = (96, 96)
+    for scale in (0.15, 0.3, 0.45):
+        matrix = np.array([[scale, 0, 3.2], [0, scale, -1.7], [0, 0, 1]])
+        expected = augment.apply_matrix(matrix, [[x0, y0]])[0]
+        results = []
+        for fast in (False, True):
+            image, adjusted = dataset.read_image(path, matrix, fast)
+            assert (image.shape[0] < size) == fast
+            warped = augment.warp_image(image, adjusted, out)[..., 0].astype(float) - 128
+            r, c = np.mgrid[0:out[0], 0:out[1]]
+            centroid = np.array([(c * warped).sum(), (r * warped).sum()]) / warped.sum()
+            assert np.abs(centroid - expected).max() < 0.2, (scale, fast, centroid, expected)
+            results.append(warped)
+        assert np.abs(results[0] - results[1]).mean() < 2
+
+
+def test_multi_scale_batches_and_sharding(tmp_path):
+    sampler = dataset.MultiScaleBatchSampler(11, 2, [(64, 64), (96, 96), (128, 128)], seed=5)
+    sizes = set()
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            assert len({(h, w) for _, h, w, _ in batch}) == 1 and all(e == epoch for *_, e in batch)
+            sizes.add(batch[0][1:3])
+    assert sizes == {(64, 64), (96, 96), (128, 128)}
+    shards = [dataset.MultiScaleBatchSampler(11, 2, [(64, 64)], seed=5, rank=r, world_size=2, drop_last=False)
+              for r in range(2)]
+    seen = [[i for batch in s for i, *_ in batch] for s in shards]
+    assert len(seen[0]) == len(seen[1]) == 6 and set(seen[0]) | set(seen[1]) == set(range(11))
+    first = [i for batch in shards[0] for i, *_ in batch]
+    shards[0].set_epoch(1)
+    assert [i for batch in shards[0] for i, *_ in batch] != first
+    with pytest.raises(configlib.ConfigError, match='multiples of the network stride 8'):
+        dataset.input_sizes(configlib.load(mods=['input/sizes=64 100']), 8)
+
+
+def test_missing_cache_and_image_are_clear_errors(tmp_path):
+    with pytest.raises(cacheio.CacheError, match='cache file not found.*cache.py'):
+        dataset.PoseDataset(config_for(tmp_path), 'train')
+    record = person_record(tmp_path)
+    os.remove(record['image'])
+    write_cache(tmp_path, [record])
+    with pytest.raises(dataset.UserError, match='cannot read image .*person.png'):
+        dataset.PoseDataset(config_for(tmp_path), 'train')[0]
