@@ -70,11 +70,13 @@ def onnx_session(path, threads=0):
 
 
 def session_runner(session):
-    """run(batch) for an ONNX Runtime session whose last two outputs are the last stage's heatmaps and
-    PAFs. A fixed input size or batch size is honoured: smaller inputs are zero-padded to it and the
-    maps cropped back, larger ones are an error; batches run one image at a time when needed."""
+    """run(batch) for an ONNX Runtime session: its outputs `heatmaps` and `pafs` (export_onnx.py's names
+    for the last stage), else its last two. A fixed input size or batch size is honoured: smaller inputs
+    are zero-padded to it and the maps cropped back, larger ones are an error; batches run one image at a
+    time when needed."""
     feed = session.get_inputs()[0]
-    names = [output.name for output in session.get_outputs()[-2:]]
+    names = [output.name for output in session.get_outputs()]
+    names = ['heatmaps', 'pafs'] if {'heatmaps', 'pafs'} <= set(names) else names[-2:]
     fixed = [d if isinstance(d, int) else None for d in feed.shape]
 
     def one(batch):

@@ -7,6 +7,8 @@ import os
 import cv2
 import numpy as np
 import pytest
+import test_eval
+from test_eval import run_main
 from test_predict import figure, grey_image, scene_run
 
 import detect
@@ -20,6 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COCO17 = skeletons.load('coco17')
 PLAIN = ['input/channel_order=bgr', 'input/divisor=255', 'input/mean=0 0 0', 'input/std=1 1 1']
 SHAPE = (160, 224)
+trained = test_eval.trained                      # a real network trained for a few steps (fixture)
+keep_torch_threads = test_eval.keep_torch_threads
 
 
 def write_video(path, frames, fps=10):
@@ -173,10 +177,53 @@ def test_detect_on_images_writes_drawn_images(tmp_path):
                                           (['-i', 'x.png', '--height', '0'], '--height'),
                                           (['-i', 'x.png', '-m', 'train/root=.'], 'no checkpoint')])
 def test_detect_errors_are_one_line(tmp_path, monkeypatch, capsys, args, message):
-    from test_eval import run_main
     monkeypatch.chdir(tmp_path)
     (tmp_path / 'broken.mp4').write_bytes(b'not a video')
     cv2.imwrite(str(tmp_path / 'x.png'), grey_image(SHAPE))
     status, _, err = run_main(detect.main, args, monkeypatch, capsys)
     lines = err.strip().splitlines()
     assert status == 2 and len(lines) == 1 and lines[0].startswith('error:') and message in lines[0], err
+
+
+def check_document(path, count, names):
+    document = json.load(open(path))
+    assert document['layout'] == 'coco17' and len(document['keypoint_names']) == 17
+    assert [f['frame'] for f in document['frames']] == list(range(count))
+    assert [f['image'] for f in document['frames']] == names
+    for frame in document['frames']:
+        for person in frame['people']:
+            assert set(person) == {'id', 'score', 'keypoints'} and isinstance(person['id'], int)
+            assert len(person['keypoints']) == 51 and 0 <= person['score'] <= 1
+    return document
+
+
+@pytest.mark.parametrize('network', ['checkpoint', 'onnx'])
+def test_detect_script_on_images_and_video(trained, tmp_path, monkeypatch, capsys, network):
+    root, _ = trained
+    model = ['--checkpoint', f'{root}/runs/exp/checkpoint-00000006.pt'] if network == 'checkpoint' else \
+        ['--onnx', f'{root}/tiny.onnx']
+    images = sorted(os.listdir(f'{root}/data/images/val'))[:2]
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    for name in images:
+        os.link(f'{root}/data/images/val/{name}', folder / name)
+    args = model + ['-i', folder, '--output', tmp_path / 'drawn', '--json', tmp_path / 'images.json',
+                    '--no-show', '--height', '96', '-m', 'eval/threads=1']
+    status, out, err = run_main(detect.main, args, monkeypatch, capsys)
+    assert status == 0, err
+    assert '2 frames' in out and '% of a frame' in out
+    check_document(tmp_path / 'images.json', 2, images)
+    assert sorted(os.listdir(tmp_path / 'drawn')) == images
+    for name in images:
+        assert cv2.imread(str(tmp_path / 'drawn' / name)).shape == cv2.imread(str(folder / name)).shape
+
+    frame = cv2.resize(cv2.imread(str(folder / images[0])), (128, 96))
+    write_video(tmp_path / 'clip.avi', [np.roll(frame, 3 * i, axis=1) for i in range(5)])
+    args = model + ['-i', tmp_path / 'clip.avi', '--output', tmp_path / 'out.mp4', '--json',
+                    tmp_path / 'clip.json', '--no-show', '--height', '96', '-m', 'eval/threads=1']
+    status, out, err = run_main(detect.main, args, monkeypatch, capsys)
+    assert status == 0, err
+    check_document(tmp_path / 'clip.json', 5, ['clip'] * 5)
+    capture = cv2.VideoCapture(str(tmp_path / 'out.mp4'))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 5 and capture.get(cv2.CAP_PROP_FPS) == 10
+    assert capture.read()[1].shape == (96, 128, 3)

@@ -181,3 +181,140 @@ def test_eval_errors_are_one_line(tmp_path, monkeypatch, capsys, args, message):
     status, _, err = run_main(script.main, args, monkeypatch, capsys)
     lines = err.strip().splitlines()
     assert status == 2 and len(lines) == 1 and lines[0].startswith('error:') and message in lines[0], err
+
+
+# ---- end to end: a real network trained for a few steps, from its checkpoint and from ONNX ----------
+def tiny_mods(root):
+    """Options of a small real network (the default backbone and stages, narrow) and its data."""
+    return ['model/layout=coco17', 'model/stage_channels=16', 'synthetic/min_size=80',
+            'synthetic/max_size=112', f'dataset/root={root}/data', f'dataset/cache={root}/cache',
+            f'train/root={root}/runs',
+            'eval/height=96', 'eval/threads=1', 'decode/peak_threshold=0.02', 'decode/min_score=0',
+            'decode/min_parts=2', 'decode/paf_threshold=0.01', 'decode/min_above=0.5']
+
+
+def train_tiny(root, steps=6):
+    """Generate 4 synthetic validation images, cache them, train the network on them (a plain loop) and
+    save checkpoint-<steps> in <root>/runs/exp and an ONNX export in <root>/tiny.onnx; returns the mods."""
+    import torch
+
+    import export_onnx
+    import model
+    from cache import coco, synthetic
+    from cache import io as cacheio
+    from pose import encode
+    from transform import normalize
+    from utils import checkpoint
+    torch.manual_seed(0)
+    mods = tiny_mods(root)
+    config = configlib.load(mods=mods)
+    synthetic.write_split(f'{root}/data', 'val', 4, synthetic.options(config))
+    coco.build(config, 'val')
+    _, records = cacheio.read(cacheio.path(config, 'val'))
+    network = model.build(config, pretrained=False)
+    size, norm = 64, normalize.params(config)
+    images, heatmaps, pafs = [], [], []
+    for record in records:
+        h, w = record['size']
+        image = cv2.resize(cv2.imread(record['image']), (size, size), interpolation=cv2.INTER_AREA)
+        keypoints = record['keypoints'].copy()
+        keypoints[..., 0] = (keypoints[..., 0] + 0.5) * size / w - 0.5
+        keypoints[..., 1] = (keypoints[..., 1] + 0.5) * size / h - 0.5
+        maps = encode.encode(keypoints, network.skeleton, (size, size), network.stride, 7, 8)
+        images.append(normalize.normalize(image, norm))
+        heatmaps.append(maps[0])
+        pafs.append(maps[1])
+    x, heatmaps, pafs = (torch.from_numpy(np.stack(a)) for a in (images, heatmaps, pafs))
+    optimizer = torch.optim.Adam(network.parameters(), 3e-3)
+    for _ in range(steps):
+        loss = sum(((h - heatmaps) ** 2).mean() + ((p - pafs) ** 2).mean() for h, p in network(x))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    network.eval()
+    state = {'model': network.state_dict(), 'config': configlib.dumps(config), 'step': steps}
+    checkpoint.save(f'{root}/runs/exp', state, steps)
+    torch.save({'model': network.state_dict()}, f'{root}/bare.pt')  # no config: the user's must fit
+    export_onnx.export(network, config, f'{root}/tiny.onnx')
+    return mods
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on 2 busy cores, 2 threads of tiny convolutions are 10x slower than 1
+    try:
+        root = str(tmp_path_factory.mktemp('trained'))
+        yield root, train_tiny(root)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """eval.py and detect.py set torch's thread count from [eval] threads; restore it after each test."""
+    import torch
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def data_mods(root):
+    """The user's options when the network comes from a file: only where the data is."""
+    return [a for m in (f'dataset/root={root}/data', f'dataset/cache={root}/cache', 'eval/height=96',
+                        'eval/threads=1') for a in ('-m', m)]
+
+
+def check_results(path, ids):
+    results = json.load(open(path))
+    assert isinstance(results, list) and {r['image_id'] for r in results} <= set(ids)
+    for r in results:
+        assert r['category_id'] == 1 and len(r['keypoints']) == 51 and 0 <= r['score'] <= 1
+    stats = json.load(open(os.path.splitext(path)[0] + '.stats.json'))
+    assert set(stats['stats']) == set(evaluate.STATS)
+    assert all(-1 <= v <= 1 for v in stats['stats'].values())
+    return stats
+
+
+def test_eval_script_on_a_trained_network(trained, monkeypatch, capsys):
+    import eval as script
+    root, mods = trained
+    ids = [r['id'] for r in json.load(open(f'{root}/data/annotations/person_keypoints_val.json'))['images']]
+    args = [a for m in mods for a in ('-m', m)] + ['--name', 'exp']
+    status, out, err = run_main(script.main, args, monkeypatch, capsys)
+    assert status == 0, err
+    assert 'AP50' in out and 'Average Precision' in out
+    stats = check_results(f'{root}/runs/exp/eval/results-00000006.json', ids)
+    assert stats['images'] == 4 and stats['eval']['height'] == '96'
+    # the ONNX file on the COCO json and images directly, first 2 images; the layout comes with the file
+    args = data_mods(root) + ['--onnx', f'{root}/tiny.onnx', '--annotations',
+                              f'{root}/data/annotations/person_keypoints_val.json', '--images',
+                              f'{root}/data/images/val', '--limit', '2']
+    status, out, err = run_main(script.main, args, monkeypatch, capsys)
+    assert status == 0, err
+    assert 'layout = coco17 comes with the network' in out
+    check_results(f'{root}/eval/results-tiny-person_keypoints_val.json', sorted(ids)[:2])
+
+
+def test_checkpoint_that_does_not_fit_lists_the_keys(trained, monkeypatch, capsys):
+    import eval as script
+    root, _ = trained
+    status, _, err = run_main(script.main, data_mods(root) + ['--checkpoint', f'{root}/bare.pt'], monkeypatch,
+                              capsys)
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and 'does not fit the model' in lines[0], err
+    assert 'bare.pt' in lines[0] and 'shape' in lines[0] and 'vs model' in lines[0]
+
+
+def test_onnx_without_metadata_is_refused(trained, tmp_path, monkeypatch, capsys):
+    import onnx
+
+    import eval as script
+    root, _ = trained
+    proto = onnx.load(f'{root}/tiny.onnx')
+    del proto.metadata_props[:]
+    onnx.save(proto, str(tmp_path / 'bare.onnx'))
+    status, _, err = run_main(script.main, ['--onnx', str(tmp_path / 'bare.onnx')], monkeypatch, capsys)
+    assert status == 2 and "has no 'config' or 'stride' metadata" in err
+    assert len(err.strip().splitlines()) == 1
