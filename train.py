@@ -204,7 +204,8 @@ def train(config, folder, device, finetune, progress):
             on_nonfinite=functools.partial(hooks.dump_nonfinite, folder, config), progress=progress)
         if state is not None:
             trainer.load_state_dict(state)
-            log(f'{folder}: resuming from {path} at step {trainer.step} (epoch {trainer.epoch})')
+            log(f'{folder}: resuming from {path} at step {trainer.step} (epoch {trainer.epoch})'
+                + (f'; --finetune {finetune} is not used' if finetune else ''))
         else:
             log(f'{folder}: training from step 0 on {device}, {world} process(es)')
         reason = trainer.train()

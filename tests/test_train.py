@@ -94,8 +94,9 @@ def tiny(monkeypatch):
     monkeypatch.setattr(train, 'loss_function', lambda config: tiny_loss)
 
 
-MODS = ['train/batch_size=4', 'train/workers=0', 'train/lr=0.01', 'train/warmup=2', 'train/scheduler=none',
-        'train/threads=1', 'hooks/checkpoint=0', 'hooks/scalars=0', 'hooks/images=0', 'model/layout=coco17']
+MODS = ['train/batch_size=4', 'train/epochs=0', 'train/workers=0', 'train/lr=0.01', 'train/warmup=2',
+        'train/scheduler=none', 'train/threads=1', 'hooks/checkpoint=0', 'hooks/scalars=0', 'hooks/images=0',
+        'model/layout=coco17']
 
 
 def make_config(*mods):
@@ -225,6 +226,14 @@ def test_epoch_limit_and_checkpoint_rotation(tmp_path, tiny):
     assert summary['step'] == 12 and summary['epoch'] == 2  # 24 samples / batch 4 = 6 steps per epoch
     assert steps_of(folder) == [10, 11, 12]
     assert summary['checkpoint'] == checkpoint.path_for(str(folder), 12)
+
+
+def test_time_limit(tmp_path, tiny):
+    start = time.monotonic()
+    summary = run(tmp_path / 'exp', 'train/time=1s')
+    assert summary['reason'] == 'time limit reached' and summary['step'] > 0
+    assert 1 <= time.monotonic() - start < 30
+    assert steps_of(tmp_path / 'exp') == [summary['step']]
 
 
 def final_state(folder):

@@ -178,6 +178,12 @@ class Evaluate(TimedHook):
         self.writer, self.config, self.folder, self.limit = writer, config, folder, limit
         self.metrics = None
 
+    def before_train(self, trainer):
+        super().before_train(trainer)
+        if distributed.is_main():  # a missing validation cache stops the run now, not at the first evaluation
+            from utils import evaluate
+            evaluate.cache_images(self.config, self.limit)
+
     def run(self, trainer):
         if not distributed.is_main():
             return
