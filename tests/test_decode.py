@@ -1,0 +1,189 @@
+import numpy as np
+import pytest
+
+from benchmarks.decode import coco_ap, scene, to_detections
+from pose import decode as dec
+from pose import decode_limbs as limbs
+from pose.encode import cell_to_pixel, encode, heatmaps, pafs, pixel_to_cell
+from pose.skeleton import load
+
+SIZE = (480, 640)
+CMU = load('cmu18')
+
+
+def maps(keypoints, skeleton=CMU, stride=8, **kwargs):
+    return encode(keypoints, skeleton, SIZE, stride, 7.0, 8.0, **kwargs)
+
+
+def standing(skeleton=CMU, height=200.0, x=320.0, top=100.0, seed=0):
+    """One person (1, K, 3) in the layout, every part labelled, from the benchmark's pose generator."""
+    rng = np.random.default_rng(seed)
+    while True:
+        coco = scene(rng, 1, heights=(height, height), overlap=False)
+        if (coco[0, :, 2] > 0).all():
+            break
+    coco[0, :, :2] += np.array([x, top]) - coco[0, :, :2].min(axis=0)
+    return skeleton.from_coco(coco)
+
+
+@pytest.mark.parametrize('layout', ['cmu18', 'coco17'])
+@pytest.mark.parametrize('count,images', [(1, 3), (5, 2), (15, 2)])
+def test_known_people_come_back(layout, count, images):
+    """COCO keypoint AP >= 0.99 on maps encoded from non-overlapping people 40 to 400 px tall (faces
+    always labelled: coco17's limbs reach the ears only through the eyes)."""
+    skeleton = load(layout)
+    rng = np.random.default_rng(count)
+    truth, found = [], []
+    for _ in range(images):
+        coco = scene(rng, count, overlap=False, hide_face=False)
+        heat, paf = maps(skeleton.from_coco(coco), skeleton)
+        truth.append(coco)
+        found.append(to_detections(dec.decode(heat, paf, skeleton, 8), skeleton))
+        assert len(found[-1]) == count
+    assert coco_ap(truth, found) >= 0.99
+
+
+@pytest.mark.parametrize('stride', [4, 8])
+def test_peaks_within_a_quarter_pixel(stride):
+    rng = np.random.default_rng(stride)
+    keypoints = np.zeros((1, 18, 3), np.float32)
+    keypoints[0, :, :2] = rng.uniform(20, 460, (18, 2))
+    keypoints[0, :, 2] = 2
+    parts, xy, scores = dec.find_peaks(heatmaps(keypoints, CMU, SIZE, stride, 7.0)[:18], 0.05)
+    assert parts.tolist() == list(range(18))
+    assert np.abs(cell_to_pixel(xy, stride) - keypoints[0, :, :2]).max() < 0.25
+    np.testing.assert_allclose(scores, 1, atol=0.01)
+
+
+def test_small_person_connects():
+    """A 40 px person's limbs are a few pixels long, far under a cell: they still connect."""
+    person = standing(height=40, seed=3)
+    people = dec.decode(*maps(person), CMU, 8)
+    assert len(people) == 1
+    assert (people[0]['keypoints'][:, 2] > 0).all()
+    assert np.abs(people[0]['keypoints'][:, :2] - person[0, :, :2]).max() < 0.25
+
+
+def test_missing_limbs_split_a_person():
+    person = standing()
+    drawn = np.ones((1, len(CMU.limbs)), bool)
+    neck = CMU.parts.index('neck')
+    for l, (a, b) in enumerate(CMU.limbs):
+        if a == neck and CMU.parts[b].endswith('hip'):
+            drawn[0, l] = False
+    heat = heatmaps(person, CMU, SIZE, 8, 7.0)
+    people = dec.decode(heat, pafs(person, CMU, SIZE, 8, 8.0, drawn=drawn), CMU, 8)
+    groups = sorted(sorted(CMU.parts[k] for k in np.flatnonzero(p['keypoints'][:, 2])) for p in people)
+    legs = [sorted(f'{side}_{part}' for part in ('hip', 'knee', 'ankle')) for side in ('left', 'right')]
+    assert len(groups) == 3 and legs[0] in groups and legs[1] in groups  # cmu18 has no hip-hip limb
+    assert len(max(groups, key=len)) == 12
+
+
+def test_empty_and_lone_peak():
+    heat, paf = maps(np.zeros((0, 18, 3)))
+    assert dec.decode(heat, paf, CMU, 8) == []
+    lone = np.zeros((1, 18, 3), np.float32)
+    lone[0, 3] = (100, 100, 2)
+    assert dec.decode(*maps(lone), CMU, 8) == []
+    assert dec.decode(*maps(lone), CMU, 8, min_parts=1) != []
+
+
+def test_redundant_limbs_make_no_duplicates():
+    """cmu18's ear-shoulder limbs close loops in the limb graph: still one person, every part once."""
+    people = dec.decode(*maps(standing(seed=5)), CMU, 8)
+    assert len(people) == 1 and (people[0]['keypoints'][:, 2] > 0).all()
+    assert people[0]['score'] == pytest.approx(1, abs=0.02)
+
+
+def test_merged_peak_serves_both_people():
+    one = standing(seed=1, x=200)
+    two = standing(seed=2, x=200)
+    wrist = CMU.parts.index('left_wrist')
+    two[0, :, :2] += one[0, wrist, :2] - two[0, wrist, :2] + (0.5, 0.3)  # the wrists touch
+    people = dec.decode(*maps(np.concatenate([one, two])), CMU, 8)
+    assert len(people) == 2
+    for person in people:
+        assert (person['keypoints'][:, 2] > 0).all()
+        assert np.linalg.norm(person['keypoints'][wrist, :2] - one[0, wrist, :2]) < 1
+
+
+def full_reference(pafs, parts, xy, limb_list, stride, threshold, min_above, image_height):
+    """Every pair of every limb through the complete test, one at a time."""
+    kept = set()
+    for l, (a, b) in enumerate(limb_list):
+        for i in np.flatnonzero(parts == a):
+            for j in np.flatnonzero(parts == b):
+                d = xy[j] - xy[i]
+                length = np.hypot(*d)
+                if length <= 1e-6:
+                    continue
+                n = int(limbs.sample_count(length * stride))
+                t = (np.arange(n) + 0.5) / n
+                cells = np.floor(xy[i] + t[:, None] * d + 0.5).astype(int)
+                field = pafs[2 * l:2 * l + 2, cells[:, 1], cells[:, 0]].T
+                value = field @ (d / length)
+                prior = min(image_height / (2 * length * stride) - 1, 0)
+                if (value > threshold).sum() >= np.ceil(min_above * n - 1e-6) and value.mean() + prior > 0:
+                    kept.add((l, i, j))
+    return kept
+
+
+def test_pruned_candidates_equal_the_full_test():
+    rng = np.random.default_rng(4)
+    coco = scene(rng, 8)
+    heat, paf = maps(CMU.from_coco(coco))
+    paf += rng.normal(0, 0.05, paf.shape).astype(np.float32)
+    parts, xy, _ = dec.find_peaks(heat[:18], 0.05)
+    xy = np.clip(xy, 0, (79, 59))
+    for min_above in (0.95, 0.8):
+        limb, first, second, _ = limbs.connect(paf, parts, xy, CMU.limbs, 8, 0.05, min_above, 480)
+        assert set(zip(limb.tolist(), first.tolist(), second.tolist())) == full_reference(
+            paf, parts, xy, CMU.limbs, 8, 0.05, min_above, 480)
+
+
+def test_candidate_strength_prefers_aligned_fields():
+    keypoints = standing(seed=6)
+    heat, paf = maps(keypoints)
+    parts, xy, _ = dec.find_peaks(heat[:18], 0.05)
+    limb, first, second, strength = limbs.connect(paf, parts, xy, CMU.limbs, 8, 0.05, 0.95, 480)
+    assert len(limb) >= len(CMU.limbs) and np.all(strength <= 1 + 1e-5)
+    true = [(l, a, b) for l, a, b in zip(limb, parts[first], parts[second]) if (a, b) == CMU.limbs[l]]
+    assert len(true) == len(limb)
+
+
+def test_pairs_cover_every_combination():
+    parts = np.array([0, 0, 1, 1, 1, 2, 3, 3])
+    limb, first, second = limbs.pairs(parts, [(0, 1), (1, 2), (0, 3), (2, 4)])
+    expected = [(l, i, j) for l, (a, b) in enumerate([(0, 1), (1, 2), (0, 3), (2, 4)])
+                for i in np.flatnonzero(parts == a) for j in np.flatnonzero(parts == b)]
+    assert list(zip(limb.tolist(), first.tolist(), second.tolist())) == expected
+
+
+def test_background_channel_optional_and_params():
+    from utils import config as configlib
+    person = standing()
+    heat, paf = maps(person)
+    options = dec.params(configlib.load(mods=['decode/min_parts=20']))
+    assert options == {'peak_threshold': 0.05, 'paf_threshold': 0.05, 'min_above': 0.95,
+                       'min_parts': 20, 'min_score': 0.4}
+    assert dec.decode(heat, paf, CMU, 8, **options) == []
+    one, two = dec.decode(heat, paf, CMU, 8), dec.decode(heat[:18], paf, CMU, 8)
+    np.testing.assert_array_equal(one[0]['keypoints'], two[0]['keypoints'])
+
+
+def test_bad_shapes_are_named():
+    heat, paf = maps(standing())
+    with pytest.raises(ValueError, match=r'heatmaps must be \(19, h, w\).*cmu18.*\(17, 60, 80\)'):
+        dec.decode(heat[:17], paf, CMU, 8)
+    with pytest.raises(ValueError, match=r'pafs must be \(38, 60, 80\).*\(36, 60, 80\)'):
+        dec.decode(heat, paf[:36], CMU, 8)
+
+
+def test_border_peaks_stay_put():
+    keypoints = np.zeros((1, 18, 3), np.float32)
+    keypoints[0, 0] = (0.2, 240.6, 2)     # left edge
+    keypoints[0, 1] = (639.0, 479.0, 2)   # bottom-right corner pixel
+    parts, xy, _ = dec.find_peaks(heatmaps(keypoints, CMU, SIZE, 8, 7.0)[:18], 0.05)
+    assert parts.tolist() == [0, 1]
+    assert np.abs(cell_to_pixel(xy, 8) - keypoints[0, :2, :2]).max() < 4  # no neighbour outside: no shift
+    assert np.all(pixel_to_cell(cell_to_pixel(xy, 8), 8) == xy)
