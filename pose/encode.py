@@ -76,13 +76,11 @@ def heatmaps(keypoints, skeleton, size, stride, sigma):
     out = np.zeros((parts + 1, h, w), np.float32)
     person, part = np.nonzero((keypoints[:, :, 2] > 0) & np.isfinite(keypoints[:, :, :2]).all(axis=2))
     if len(person) and h and w:
-        centre = keypoints[person, part, :2]
-        rows, gy = _gaussian_window(centre[:, 1], stride, sigma, h)
-        cols, gx = _gaussian_window(centre[:, 0], stride, sigma, w)
-        value = gy[:, :, None] * gx[:, None, :]
+        cells, factor = _gaussian_window(keypoints[person, part, :2], stride, sigma, (w, h))
+        value = factor[:, 1, :, None] * factor[:, 0, None, :]
         value *= value >= _CUT
         # cells off the map were clipped onto its border with value 0, which the maximum ignores
-        index = ((part[:, None] * h + rows) * w)[:, :, None] + cols[:, None, :]
+        index = ((part[:, None] * h + cells[:, 1]) * w)[:, :, None] + cells[:, 0, None, :]
         np.maximum.at(out.reshape(-1), index.reshape(-1), value.reshape(-1))
     out[parts] = 1 - out[:parts].max(axis=0, initial=0)
     return out
@@ -91,16 +89,17 @@ def heatmaps(keypoints, skeleton, size, stride, sigma):
 _CUT = np.float32(np.exp(-TRUNCATE))
 
 
-def _gaussian_window(centre, stride, sigma, length):
-    """Cell indices (N, n) around each centre (input pixels) along one axis, clipped to the map, and the
-    Gaussian's factor along that axis (0 for cells off the map)."""
+def _gaussian_window(centre, stride, sigma, size):
+    """Cell indices (N, 2, n) around each centre (N, 2) in input pixels along x and y, clipped to the map
+    of `size` (w, h), and the Gaussian's factor along each axis (0 for cells off the map)."""
     radius = sigma * np.sqrt(2 * TRUNCATE) / stride
     first = np.floor(pixel_to_cell(centre, stride) - radius).astype(np.int32)
-    cells = first[:, None] + np.arange(int(np.ceil(2 * radius)) + 2, dtype=np.int32)
-    distance = cell_to_pixel(cells.astype(np.float32), stride) - centre[:, None]
+    cells = first[:, :, None] + np.arange(int(np.ceil(2 * radius)) + 2, dtype=np.int32)
+    distance = cell_to_pixel(cells.astype(np.float32), stride) - centre[:, :, None]
     factor = np.exp(distance * distance * np.float32(-0.5 / sigma ** 2))
-    factor[(cells < 0) | (cells >= length)] = 0
-    return np.minimum(np.maximum(cells, 0), length - 1), factor
+    limit = np.array(size, np.int32)[:, None]
+    factor[(cells < 0) | (cells >= limit)] = 0
+    return np.minimum(np.maximum(cells, 0), limit - 1), factor
 
 
 def pafs(keypoints, skeleton, size, stride, paf_width, drawn=None):
@@ -125,15 +124,18 @@ def pafs(keypoints, skeleton, size, stride, paf_width, drawn=None):
     if not len(limb) or not h or not w:
         return out.reshape(2 * len(first), h, w)
     radius = paf_width / stride
-    instance, rows, cols = _band_cells(a, a + d, radius, h, w)
-    ux, uy = (d / length[:, None])[instance].T
-    dx, dy = cols - a[instance, 0], rows - a[instance, 1]
+    unit = d / length[:, None]
+    instance, rows, cols, low = _band_cells(a, a + d, radius, h, w)
+    ux, uy = unit[:, 0][instance], unit[:, 1][instance]
+    dx = (low[:, 0] - a[:, 0])[instance] + cols
+    dy = (low[:, 1] - a[:, 1])[instance] + rows
     along = np.minimum(np.maximum(dx * ux + dy * uy, 0), length[instance])
     dx -= along * ux
     dy -= along * uy
     inside = dx * dx + dy * dy <= radius * radius
     # the x channel of each covered cell; its y channel is one map further
-    flat = ((2 * limb[instance[inside]]) * h + rows[inside]) * w + cols[inside]
+    base = (2 * limb * h + low[:, 1]) * w + low[:, 0]
+    flat = (base[instance] + rows * w + cols)[inside]
     share = np.bincount(flat, minlength=len(out))[flat].astype(np.float32)
     np.add.at(out, flat, ux[inside] / share)
     np.add.at(out, flat + h * w, uy[inside] / share)
@@ -148,16 +150,18 @@ def _limb_ends(skeleton):
 
 def _band_cells(a, b, radius, h, w):
     """Every cell of each limb's bounding box grown by `radius` cells (clipped to the map), as flat arrays
-    (instance, row, col) with no padding between limbs of different sizes."""
+    (instance, row, col) with rows and columns counted from the box's corner `low` (per instance, (x, y)),
+    with no padding between limbs of different sizes."""
     low = np.maximum(np.ceil(np.minimum(a, b) - radius), 0).astype(np.int32)
     high = np.minimum(np.floor(np.maximum(a, b) + radius), (w - 1, h - 1)).astype(np.int32)
     span = np.maximum(high - low + 1, 0)
     count = span[:, 0] * span[:, 1]
     instance = np.repeat(np.arange(len(a), dtype=np.int32), count)
-    local = np.arange(count.sum(), dtype=np.int32) - np.repeat(np.cumsum(count) - count, count)
-    width = span[instance, 0]
+    starts = np.cumsum(count, dtype=np.int32) - count
+    local = np.arange(count.sum(), dtype=np.int32) - np.repeat(starts, count)
+    width = span[:, 0][instance]
     row = local // width
-    return instance, low[instance, 1] + row, low[instance, 0] + local - row * width
+    return instance, row, local - row * width, low
 
 
 def encode(keypoints, skeleton, size, stride, sigma, paf_width):
