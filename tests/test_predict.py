@@ -62,6 +62,21 @@ def test_input_size():
     assert predict.input_size((100, 30), 64, 16) == ((64, 19), (64, 32))
 
 
+@pytest.mark.parametrize('shape,size', [((300, 451), (184, 277)), ((901, 1353), (184, 276)),
+                                        ((1080, 1920), (368, 654)), ((100, 150), (184, 276))])
+def test_resize_maps_pixel_centres_by_the_overall_scale(shape, size):
+    centre, sigma = (0.61 * shape[1], 0.37 * shape[0]), shape[0] / 20
+    y, x = np.mgrid[:shape[0], :shape[1]]
+    image = np.exp(-((x - centre[0]) ** 2 + (y - centre[1]) ** 2) / (2 * sigma ** 2)) * 255
+    resized = predict.resize(np.repeat(image[..., None], 3, 2).round().astype(np.uint8), size)[..., 0]
+    assert resized.shape == size
+    weights = resized / resized.sum()
+    rows, cols = np.mgrid[:size[0], :size[1]]
+    found = ((weights * cols).sum() + 0.5) * shape[1] / size[1] - 0.5, \
+        ((weights * rows).sum() + 0.5) * shape[0] / size[0] - 0.5
+    assert np.hypot(found[0] - centre[0], found[1] - centre[1]) < 0.02 * shape[0] / size[0]
+
+
 @pytest.mark.parametrize('name', skeletons.available())
 def test_unflip_twice_is_identity(name):
     skeleton = skeletons.load(name)
