@@ -5,8 +5,9 @@ Each image is resized to [eval] height (aspect kept, padded to the stride), opti
 [eval] scales and mirrored ([eval] flip), decoded with [decode] and mapped back to the image. The network
 is --onnx FILE (ONNX Runtime), --checkpoint FILE, or the newest checkpoint of the experiment folder; its
 layout and input normalisation come with it. Writes COCO's results JSON to <folder of the network
-file>/eval/results-<step or ONNX name>.json (the experiment folder for its checkpoints) with the figures
-beside it in results-<...>.stats.json, and prints COCO's keypoint table.
+file>/eval/results-<step or ONNX name>.json (the experiment folder for its checkpoints), the figures and
+settings beside it in metrics-<...>.json (as the trainer's evaluation hook does), and prints COCO's
+keypoint table.
 """
 
 import json
@@ -30,13 +31,17 @@ def arguments():
     return p
 
 
-def results_path(network, annotations=None):
-    """<folder of the network file>/eval/results-<step, or file name>[-<annotation file name>].json."""
+def output_paths(network, annotations=None, results=None):
+    """(results JSON, metrics JSON): <folder of the network file>/eval/{results,metrics}-<step, or file
+    name>[-<annotation file name>].json, or `results` and <its name>.metrics.json."""
+    if results:
+        return results, os.path.splitext(results)[0] + '.metrics.json'
     step, source = network['step'], network['source']
     name = f'{step:08d}' if isinstance(step, int) else os.path.splitext(os.path.basename(source))[0]
     if annotations:
         name += '-' + os.path.splitext(os.path.basename(annotations))[0]
-    return os.path.join(os.path.dirname(os.path.abspath(source)), 'eval', f'results-{name}.json')
+    folder = os.path.join(os.path.dirname(os.path.abspath(source)), 'eval')
+    return os.path.join(folder, f'results-{name}.json'), os.path.join(folder, f'metrics-{name}.json')
 
 
 def settings(config, limit, source):
@@ -62,15 +67,15 @@ def main():
         images, annotations = images[:limit] if limit > 0 else images, args.annotations
     else:
         images, annotations = evaluation.cache_images(config, limit)
-    path = args.results or results_path(network, args.annotations)
+    path, metrics = output_paths(network, args.annotations, args.results)
     print(f'evaluating {network["source"]} on {len(images)} images of {annotations}')
     stats = evaluation.evaluate_images(network['run'], config, network['skeleton'], network['stride'],
                                        images, annotations, path)
-    record = {'stats': stats, 'images': len(images), 'annotations': annotations,
+    record = {'step': network['step'], **stats, 'images': len(images), 'annotations': annotations,
               **settings(config, limit, network['source'])}
-    atomic_write_text(os.path.splitext(path)[0] + '.stats.json', json.dumps(record, indent=1))
+    atomic_write_text(metrics, json.dumps(record, indent=1) + '\n')
     print(' | '.join(f'{name} {stats[name]:.3f}' for name in ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR')))
-    print(f'results: {path}')
+    print(f'results: {path}\nmetrics: {metrics}')
 
 
 if __name__ == '__main__':
