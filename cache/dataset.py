@@ -52,12 +52,13 @@ def ignore_mask(record):
 
 def load_sample(record, size, rng, plan, skeleton, fast=True):
     """An augmented sample before encoding: {'image': BGR uint8 (H,W,3), 'keypoints': (P,K,3) in output
-    pixels (v = 0 outside), 'ignore': uint8 (H,W) 0/1, 'matrix': source -> output}."""
+    pixels (v = 0 outside), 'ignore': uint8 (H,W) 0/1 or None (nothing ignored), 'matrix': source ->
+    output}."""
     matrix = augment.compose(record, size, rng, plan['geometric'])
     image, from_read = read_image(record['image'], matrix, fast)
     image = augment.warp_image(image, from_read, size)
     mask = ignore_mask(record)
-    ignore = np.zeros(size, np.uint8) if mask is None else augment.warp_mask(mask, matrix, size)
+    ignore = None if mask is None else augment.warp_mask(mask, matrix, size)
     keypoints = augment.transform_keypoints(record['keypoints'], matrix, size, skeleton.flip)
     image = augment.photometric(image, rng, plan)
     return {'image': image, 'keypoints': keypoints, 'ignore': ignore, 'matrix': matrix}
@@ -101,6 +102,11 @@ class PoseDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, epoch, index])
         return load_sample(self.records[index], (height, width), rng, self.plan, self.skeleton, self.fast)
 
+    def loss_mask(self, ignore, size):
+        if ignore is None:  # nothing ignored: skip loss_mask's pass over every pixel
+            return np.ones((1, *encode.map_size(size, self.stride)), np.float32)
+        return encode.loss_mask(ignore, self.stride)
+
     def __getitem__(self, key):
         sample = self.sample(key)
         size = sample['image'].shape[:2]
@@ -108,7 +114,7 @@ class PoseDataset(torch.utils.data.Dataset):
                                        self.encode['sigma'], self.encode['paf_width'])
         return {'image': torch.from_numpy(normalize.normalize(sample['image'], self.normalize)),
                 'heatmaps': torch.from_numpy(heatmaps), 'pafs': torch.from_numpy(pafs),
-                'mask': torch.from_numpy(encode.loss_mask(sample['ignore'], self.stride)),
+                'mask': torch.from_numpy(self.loss_mask(sample['ignore'], size)),
                 'index': key[0] if isinstance(key, tuple) else key}
 
 
@@ -183,7 +189,8 @@ def render(dataset, key):
                                    dataset.encode['sigma'], dataset.encode['paf_width'])
     people = draw.draw_people(image, sample['keypoints'], dataset.skeleton)
     red = people.copy()
-    red[sample['ignore'] > 0] = (0, 0, 255)
+    if sample['ignore'] is not None:
+        red[sample['ignore'] > 0] = (0, 0, 255)
     people = cv2.addWeighted(people, 0.6, red, 0.4, 0)
     parts = draw.colorize(heatmaps[:-1], image)
     fields = draw.colorize(np.hypot(pafs[0::2], pafs[1::2]), image, alpha=0.3)
