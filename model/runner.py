@@ -13,6 +13,7 @@ import os
 import numpy as np
 import torch
 
+from model import build, layout
 from utils import checkpoint as checkpoints
 from utils import config as configlib
 from utils.cli import UserError
@@ -66,6 +67,8 @@ def onnx_session(path, threads=0):
     if missing:
         raise UserError(f'ONNX file {path} has no {" or ".join(repr(k) for k in missing)} metadata: '
                         f'it was not written by export_onnx.py (re-export the checkpoint with it)')
+    if not meta['stride'].isdigit():
+        raise UserError(f"ONNX file {path}: its 'stride' metadata {meta['stride']!r} is not a whole number")
     return session, meta
 
 
@@ -128,7 +131,6 @@ def merge(user, saved, sections=MODEL_SECTIONS):
 
 
 def _torch_network(config, state, origin, device):
-    from model import build  # the model package imports every plugin lazily; keep this module light
     network = build(config, pretrained=False)
     try:
         checkpoints.load_weights(network, state['model'], strict=True)
@@ -147,8 +149,8 @@ def read_checkpoint(path=None, folder=None):
     if path:
         try:
             return checkpoints.load(path), path
-        except checkpoints.CheckpointError as error:
-            raise UserError(str(error)) from None
+        except checkpoints.CheckpointError as error:  # torch's reasons run over several lines
+            raise UserError(str(error).splitlines()[0]) from None
     state, found = checkpoints.load_latest(folder) if folder and os.path.isdir(folder) else (None, None)
     if state is None:
         raise UserError(f'no checkpoint in {folder} (train this experiment first, or pass --checkpoint '
@@ -164,7 +166,6 @@ def load(config, checkpoint=None, onnx=None, folder=None, device='auto', threads
     The network is the ONNX file `onnx`, else the checkpoint `checkpoint`, else the newest checkpoint in
     `folder`. A checkpoint without a saved config is built from the user's config; one whose weights do
     not fit gives a UserError listing the mismatched keys."""
-    from model import layout
     if onnx:
         session, meta = onnx_session(onnx, threads)
         merged, changed = merge(config, _saved_config(meta['config'], onnx))

@@ -173,11 +173,15 @@ def run_main(main, args, monkeypatch, capsys):
 
 @pytest.mark.parametrize('args,message', [(['--checkpoint', 'missing.pt'], 'not found'),
                                           (['--onnx', 'missing.onnx'], 'not found'),
+                                          (['--onnx', 'garbage.onnx'], 'cannot load ONNX file'),
+                                          (['--checkpoint', 'garbage.pt'], 'cannot read checkpoint'),
                                           (['-m', 'train/root=.'], 'no checkpoint'),
                                           (['--annotations', 'x.json'], '--images')])
 def test_eval_errors_are_one_line(tmp_path, monkeypatch, capsys, args, message):
     import eval as script
     monkeypatch.chdir(tmp_path)
+    (tmp_path / 'garbage.onnx').write_bytes(b'not a model')
+    (tmp_path / 'garbage.pt').write_bytes(b'not a checkpoint')
     status, _, err = run_main(script.main, args, monkeypatch, capsys)
     lines = err.strip().splitlines()
     assert status == 2 and len(lines) == 1 and lines[0].startswith('error:') and message in lines[0], err
