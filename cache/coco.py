@@ -82,8 +82,8 @@ def check_image(file, size):
     if image is None:
         return 'unreadable'
     h, w = size
-    if image.shape[:2] != (-(-h // 8), -(-w // 8)):
-        return 'unreadable'  # another image than the annotation describes
+    if image.shape[0] not in (h // 8, -(-h // 8)) or image.shape[1] not in (w // 8, -(-w // 8)):
+        return 'unreadable'  # another image than the annotation describes (JPEG rounds up, others down)
     return None
 
 

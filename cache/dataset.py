@@ -32,8 +32,9 @@ def reduction(matrix, enabled=True):
 def read_image(file, matrix, fast=True):
     """(BGR uint8 image, matrix from its pixels to the output). With `fast`, a JPEG that will be shrunk by
     2x or more is decoded at 1/2, 1/4 or 1/8 size (libjpeg scales while decoding), and the matrix adjusted:
-    reduced pixel i covers source pixels [r*i, r*i + r), so its centre is source pixel r*i + (r - 1)/2."""
-    r = reduction(matrix, fast)
+    reduced pixel i covers source pixels [r*i, r*i + r), so its centre is source pixel r*i + (r - 1)/2.
+    Other formats are decoded whole (OpenCV resizes them by other factors)."""
+    r = reduction(matrix, fast and file.lower().endswith(('.jpg', '.jpeg')))
     image = cv2.imread(file, _REDUCED[r] if r > 1 else cv2.IMREAD_COLOR)
     if image is None:
         raise UserError(f'cannot read image {file} (the cache lists it; rebuild the cache with cache.py '

@@ -182,3 +182,11 @@ def test_show_renders_an_augmented_sample(source, tmp_path):
     bad = subprocess.run([sys.executable, 'cache.py', '--show', '99'] + mods, cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and 'records 0..9' in bad.stderr
+
+
+def test_check_image_accepts_other_formats_and_rejects_wrong_sizes(tmp_path):
+    path = str(tmp_path / 'image.png')
+    cv2.imwrite(path, np.zeros((77, 101, 3), np.uint8))
+    assert coco.check_image(path, (77, 101)) is None
+    assert coco.check_image(path, (200, 300)) == 'unreadable'
+    assert coco.check_image(str(tmp_path / 'nothing.jpg'), (77, 101)) == 'missing'

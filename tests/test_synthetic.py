@@ -102,3 +102,9 @@ def test_command_writes_and_skips_up_to_date(tmp_path):
     assert len(os.listdir(tmp_path / 'images' / 'train')) == 2
     second = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0 and 'up to date' in second.stdout
+
+
+def test_help():
+    result = subprocess.run([sys.executable, '-m', 'cache.synthetic', '--help'], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and '--images' in result.stdout
