@@ -189,10 +189,12 @@ def render(dataset, key):
     heatmaps, pafs = encode.encode(sample['keypoints'], dataset.skeleton, size, dataset.stride,
                                    dataset.encode['sigma'], dataset.encode['paf_width'])
     people = draw.draw_people(image, sample['keypoints'], dataset.skeleton)
-    red = people.copy()
     if sample['ignore'] is not None:
+        red = people.copy()
         red[sample['ignore'] > 0] = (0, 0, 255)
-    people = cv2.addWeighted(people, 0.6, red, 0.4, 0)
+        people = cv2.addWeighted(people, 0.6, red, 0.4, 0)
+        outline, _ = cv2.findContours(sample['ignore'], cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(people, outline, -1, (0, 0, 255), 1, cv2.LINE_AA)
     parts = draw.colorize(heatmaps[:-1], image)
     fields = draw.colorize(np.hypot(pafs[0::2], pafs[1::2]), image, alpha=0.3)
     for limb, colour in enumerate(draw.limb_colors(dataset.skeleton)):
