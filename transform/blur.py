@@ -1,4 +1,7 @@
-"""Photometric operator: Gaussian blur with a sigma uniform in [0, blur] pixels."""
+"""Photometric operator: Gaussian blur with a sigma uniform in [0, blur] pixels (kernel cut at 2 sigma:
+a third cheaper than OpenCV's default size, and 95% of the Gaussian's weight)."""
+
+import math
 
 import cv2
 
@@ -11,4 +14,5 @@ def apply(image, rng, options):
     sigma = rng.uniform(0, options['sigma'])
     if sigma < 0.2:
         return image
-    return cv2.GaussianBlur(image, (0, 0), sigma)
+    size = 2 * math.ceil(2 * sigma) + 1
+    return cv2.GaussianBlur(image, (size, size), sigma)
