@@ -177,7 +177,9 @@ def main():
     show = not args.no_show and video.can_show()
     output = args.output or (None if show else default_output(source))
     if not show and not args.no_show:
-        print('no window: this OpenCV has no GUI or there is no display (pip install opencv-python for one)')
+        reason = 'there is no display' if video.gui_build() else \
+            'opencv-python-headless has no GUI (the README says how to install opencv-python instead)'
+        print(f'no window: {reason}; writing {output}')
     clock = new_clock()
     try:
         detect(network, source, network['config'], output, args.json, show, clock=clock)

@@ -87,6 +87,14 @@ def test_sources_and_their_errors(tmp_path):
         video.open_source(str(tmp_path / 'empty'))
 
 
+def test_window_needs_a_gui_build():
+    if video.gui_build():
+        pytest.skip('this OpenCV has a GUI backend; the test is for opencv-python-headless')
+    assert not video.can_show()
+    with pytest.raises(UserError, match='cannot open a window.*--no-show'):
+        video.show('test', np.zeros((8, 8, 3), np.uint8))
+
+
 @pytest.mark.parametrize('extension', ['.mp4', '.avi'])
 def test_video_writer_writes_what_opencv_reads_back(tmp_path, extension):
     path = str(tmp_path / 'sub' / f'out{extension}')

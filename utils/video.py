@@ -89,22 +89,29 @@ def _capture(target, kind, name, message):
             'count': count if count > 0 else None, 'frames': frames()}
 
 
-def can_show():
-    """Whether a window can open: a display exists and OpenCV was built with a GUI backend."""
-    display = os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')
-    if sys.platform.startswith('linux') and not display:
-        return False
+def gui_build():
+    """Whether this OpenCV has a GUI backend (opencv-python has one, opencv-python-headless none)."""
     gui = re.search(r'^\s*GUI:\s*(\S+)', cv2.getBuildInformation(), re.MULTILINE)
     return not (gui and gui.group(1).upper() == 'NONE')
 
 
+def can_show():
+    """Whether a window can open: OpenCV has a GUI backend and (on Linux) there is a display."""
+    display = os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')
+    return gui_build() and (bool(display) or not sys.platform.startswith('linux'))
+
+
 def show(title, frame):
-    """Show `frame`; False when the window cannot open or the user pressed q or Esc."""
+    """Show `frame` in the window `title`; False once the user pressed q or Esc or closed the window.
+    UserError when no window can open (e.g. opencv-python-headless)."""
     try:
         cv2.imshow(title, frame)
-        return cv2.waitKey(1) & 0xFF not in (ord('q'), 27)
-    except cv2.error:
-        return False
+        key = cv2.waitKey(1) & 0xFF
+        closed = cv2.getWindowProperty(title, cv2.WND_PROP_VISIBLE) < 1
+    except cv2.error as error:
+        reason = str(error).strip().splitlines()[-1]
+        raise UserError(f'cannot open a window ({reason}); run with --no-show') from None
+    return key not in (ord('q'), 27) and not closed
 
 
 @contextlib.contextmanager
