@@ -92,13 +92,14 @@ def ignore_rle(annotations, h, w):
     rles = []
     for ann in annotations:
         segmentation = ann.get('segmentation')
-        if isinstance(segmentation, list) and segmentation:
-            rles.extend(maskutils.frPyObjects([p for p in segmentation if len(p) >= 6], h, w))
-        elif isinstance(segmentation, dict):
+        polygons = [p for p in segmentation if len(p) >= 6] if isinstance(segmentation, list) else []
+        if isinstance(segmentation, dict):
             rle = segmentation
             if isinstance(rle.get('counts'), list):
                 rle = maskutils.frPyObjects(rle, h, w)
             rles.append(rle)
+        elif polygons:
+            rles.extend(maskutils.frPyObjects(polygons, h, w))
         elif ann.get('bbox'):
             x, y, bw, bh = ann['bbox']
             rles.extend(maskutils.frPyObjects([[x, y, x + bw, y, x + bw, y + bh, x, y + bh]], h, w))

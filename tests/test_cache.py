@@ -190,3 +190,16 @@ def test_check_image_accepts_other_formats_and_rejects_wrong_sizes(tmp_path):
     assert coco.check_image(path, (77, 101)) is None
     assert coco.check_image(path, (200, 300)) == 'unreadable'
     assert coco.check_image(str(tmp_path / 'nothing.jpg'), (77, 101)) == 'missing'
+
+
+def test_ignore_rle_from_polygons_rle_and_boxes():
+    h, w = 20, 30
+    crowd = np.zeros((h, w), np.uint8)
+    crowd[2:5, 3:9] = 1
+    anns = [{'segmentation': {'counts': synthetic.rle_counts(crowd), 'size': [h, w]}, 'iscrowd': 1},
+            {'segmentation': [[20, 10, 25, 10, 25, 15, 20, 15], [1, 1]], 'num_keypoints': 0},
+            {'segmentation': [], 'bbox': [0, 15, 4, 3], 'num_keypoints': 0}]
+    mask = maskutils.decode(coco.ignore_rle(anns, h, w))
+    assert (mask[crowd > 0] == 1).all() and mask[12, 22] == 1 and mask[16, 1] == 1
+    assert mask.sum() < crowd.sum() + 6 * 6 + 5 * 4 and mask[0, 29] == 0
+    assert coco.ignore_rle([], h, w) is None
