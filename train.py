@@ -96,7 +96,9 @@ def run(config, folder, finetune=None, force=False, restart=False, progress=True
 def prepare_folder(config, folder, force, restart):
     """Check the config against the one saved with the run's checkpoints, then write it (rank 0)."""
     saved = os.path.join(folder, 'config.ini')
-    if checkpoint.checkpoints(folder) and os.path.isfile(saved):
+    if restart and (checkpoint.checkpoints(folder) or os.path.isfile(saved)):
+        log(f'{folder}: the previous run moved to {move_previous_run(folder)}')
+    elif checkpoint.checkpoints(folder) and os.path.isfile(saved):
         try:
             with open(saved, encoding='utf-8') as f:
                 old = configlib.loads(f.read())
@@ -104,21 +106,19 @@ def prepare_folder(config, folder, force, restart):
             raise cli.UserError(f'{saved}: {error} (use --restart to move this run aside)') from None
         model_data = [s for s in config.sections() if s not in RESUMABLE_SECTIONS]
         changed = configlib.differences(old, config, model_data)
-        listed = '; '.join(f'[{s}] {o}: {a!r} -> {b!r}' for s, o, a, b in changed)
-        if restart:
-            moved = move_previous_run(folder)
-            log(f'{folder}: the previous run moved to {moved}')
-        elif changed and not force:
+        others = configlib.differences(old, config, RESUMABLE_SECTIONS)
+        if changed and not force:
             raise cli.UserError(
                 f'{folder} holds a run whose saved config differs in options that change the model or data: '
-                f'{listed}. Re-run with --force to resume it with the new options, --restart to move it '
+                f'{describe(changed)}. Re-run with --force to resume it with the new options, --restart to move it '
                 f'aside and start over, or --name NAME for a new experiment')
-        else:
-            others = configlib.differences(old, config, RESUMABLE_SECTIONS)
-            if changed or others:
-                log(f'{folder}: resuming with changed options: '
-                    + '; '.join(f'[{s}] {o}: {a!r} -> {b!r}' for s, o, a, b in changed + others))
+        if changed or others:
+            log(f'{folder}: resuming with changed options: {describe(changed + others)}')
     configlib.write(config, saved)
+
+
+def describe(changes):
+    return '; '.join(f'[{section}] {option}: {old!r} -> {new!r}' for section, option, old, new in changes)
 
 
 def move_previous_run(folder):
