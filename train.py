@@ -110,8 +110,8 @@ def prepare_folder(config, folder, force, restart):
         if changed and not force:
             raise cli.UserError(
                 f'{folder} holds a run whose saved config differs in options that change the model or data: '
-                f'{describe(changed)}. Re-run with --force to resume it with the new options, --restart to move it '
-                f'aside and start over, or --name NAME for a new experiment')
+                f'{describe(changed)}. Re-run with --force to resume it with the new options, --restart to '
+                f'move it aside and start over, or --name NAME for a new experiment')
         if changed or others:
             log(f'{folder}: resuming with changed options: {describe(changed + others)}')
     configlib.write(config, saved)
