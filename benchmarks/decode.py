@@ -289,7 +289,9 @@ def main():
             print(f'{count:>6} {variant:>16} {ap:6.3f} {wall:8.2f} {cpu:8.2f}', flush=True)
         summary[f'ms_{count}'] = round(result['clean'][1], 3)
         summary[f'ap_{count}'] = round(result['clean'][0], 4)
-    print(json.dumps({k: summary[k] for k in sorted(summary, key=lambda k: (k[:2] == 'ap', k))}))
+        summary[f'cpu_ms_{count}'] = round(result['clean'][2], 3)
+    print(json.dumps({k: summary[k] for prefix in ('ms_', 'ap_', 'cpu_ms_') for k in summary
+                      if k.startswith(prefix)}))
 
 
 if __name__ == '__main__':
