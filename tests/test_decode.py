@@ -187,3 +187,18 @@ def test_border_peaks_stay_put():
     assert parts.tolist() == [0, 1]
     assert np.abs(cell_to_pixel(xy, 8) - keypoints[0, :2, :2]).max() < 4  # no neighbour outside: no shift
     assert np.all(pixel_to_cell(cell_to_pixel(xy, 8), 8) == xy)
+
+
+@pytest.mark.parametrize('layout', ['cmu18', 'coco17'])
+def test_random_maps_of_any_size(layout):
+    """Noise, tiny maps, negative values: valid people (or none), never an error."""
+    skeleton = load(layout)
+    parts, limb_count = len(skeleton.parts), len(skeleton.limbs)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        h, w = rng.integers(1, 24, 2)
+        heat = (rng.random((parts + 1, h, w)) * rng.choice([0, 0.1, 1])).astype(np.float32)
+        paf = rng.normal(0, rng.choice([0, 0.3, 1]), (2 * limb_count, h, w)).astype(np.float32)
+        for person in dec.decode(heat - 0.05, paf, skeleton, int(rng.integers(1, 9))):
+            assert person['keypoints'].shape == (parts, 3) and np.isfinite(person['keypoints']).all()
+            assert (person['keypoints'][:, 2] > 0).sum() >= 3
