@@ -12,10 +12,18 @@ class UserError(Exception):
     """Bad input from the user (a file, option or value); reported in one line, exit status 2."""
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless its help already says what the default is."""
+
+    def _get_help_string(self, action):
+        if 'default' in (action.help or ''):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parser(description, config=True):
     """An ArgumentParser with `-c/--config` overlay files and `-m/--modify section/option=value`."""
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
     if config:
         p.add_argument('-c', '--config', nargs='+', default=[], metavar='INI',
                        help='config overlays applied on config/default.ini in order (later wins)')
