@@ -16,7 +16,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows an option's default unless its help already says what the default is."""
 
     def _get_help_string(self, action):
-        if 'default' in (action.help or ''):
+        if 'default' in (action.help or '') or action.default in (None, False):
             return action.help
         return super()._get_help_string(action)
 
