@@ -333,6 +333,10 @@ def test_tensorboard_scalars_and_histograms(tmp_path, tiny):
             'speed/samples_per_s', 'progress/epoch'} <= set(tags['scalars'])
     assert [e.step for e in events.Scalars('loss/total')] == [1, 2, 3, 4, 5, 6]
     assert events.Scalars('lr/backbone')[-1].value == pytest.approx(0.005)
+    # samples/s counts samples, not steps: with batches of 4 the rate is 4x the steps' rate
+    start, end = events.Scalars('speed/samples_per_s')[0], events.Scalars('speed/samples_per_s')[-1]
+    steps_per_s = (end.step - start.step) / (end.wall_time - start.wall_time)
+    assert 2 * steps_per_s < np.median([e.value for e in events.Scalars('speed/samples_per_s')[1:]])
     assert 'parameters/backbone.0.weight' in tags['histograms']
 
 

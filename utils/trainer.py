@@ -132,7 +132,7 @@ class Trainer:
         self.step = self.epoch = self.batch_in_epoch = 0
         self.epoch_rng = None     # torch's RNG state when this epoch's data iterator was made
         self.start_step = 0
-        self.batch_size = getattr(loader, 'batch_size', None) or 1
+        self.batch_size = 0       # samples in the latest batch of this process
         self.stop_reason = None
         self.signal = None        # name of the signal that asked for a stop
         self.consistent = True    # False while an optimizer step is half done or after a NaN
@@ -251,6 +251,7 @@ class Trainer:
         """One optimizer step on `batch` (a dict of tensors: image, heatmaps, pafs, mask)."""
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
                  for k, v in batch.items()}
+        self.batch_size = len(batch['image'])
         with torch.autocast(self.device.type, enabled=self.amp):
             outputs = self.model(batch['image'])
         total, terms = self.compute_loss(outputs, batch['heatmaps'], batch['pafs'], batch['mask'])
