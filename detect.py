@@ -77,9 +77,11 @@ def timed(run, clock):
 
 
 def annotate(frame, people, ids, skeleton, threshold, fps):
-    """The frame with skeletons, ids and the frame rate drawn on it."""
+    """The frame with skeletons, ids and the frame rate (when known, fps > 0) drawn on it."""
     keypoints = [person['keypoints'] for person in people]
     canvas = draw_people(frame, keypoints, skeleton, ids=ids, threshold=threshold) if people else frame.copy()
+    if fps <= 0:
+        return canvas
     text = f'{fps:.1f} FPS'
     cv2.putText(canvas, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 4, cv2.LINE_AA)
     cv2.putText(canvas, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
