@@ -23,15 +23,11 @@ import numpy as np
 from tqdm import tqdm
 
 from cache import people
-from pose.skeleton import COCO_PARTS
+from pose.skeleton import COCO_PARTS, COCO_SKELETON
 from utils import cli
 from utils.io import atomic_write_bytes, atomic_write_text
 
 CROWD = 255  # owner-map id of crowd members; people get 1, 2, ...
-# The "skeleton" of COCO's person category as COCO's own json files give it (1-based keypoint pairs):
-# metadata for COCO tools only, the framework reads limbs from pose/skeleton.py.
-COCO_SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8],
-                 [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]]
 _FACE = [COCO_PARTS.index(n) for n in ('nose', 'left_eye', 'right_eye')]
 _IDS_PER_SPLIT = 100_000
 
@@ -212,7 +208,7 @@ def generate(job):
 
 def category():
     return {'id': 1, 'name': 'person', 'supercategory': 'person', 'keypoints': list(COCO_PARTS),
-            'skeleton': COCO_SKELETON}
+            'skeleton': [list(pair) for pair in COCO_SKELETON]}
 
 
 def annotation_file(root, split):

@@ -19,6 +19,10 @@ COCO_PARTS = (
     'nose', 'left_eye', 'right_eye', 'left_ear', 'right_ear', 'left_shoulder', 'right_shoulder',
     'left_elbow', 'right_elbow', 'left_wrist', 'right_wrist', 'left_hip', 'right_hip', 'left_knee',
     'right_knee', 'left_ankle', 'right_ankle')
+# The "skeleton" of COCO's person category as COCO's own json files give it (1-based keypoint pairs):
+# metadata for COCO tools only; the framework's limbs are the layouts' (config/skeleton/*.ini).
+COCO_SKELETON = ((16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8),
+                 (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7))
 
 
 @dataclasses.dataclass(frozen=True)
