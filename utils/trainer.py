@@ -209,6 +209,7 @@ class Trainer:
         if self.batch_in_epoch == 0:
             self.epoch_rng = torch.get_rng_state()
         batches = epoch_batches(self.loader, self.epoch, self.batch_in_epoch, self.epoch_rng)
+        bar.set_description(f'epoch {self.epoch}', refresh=False)
         while self.stop_reason is None:
             try:
                 batch = next(batches)
@@ -223,10 +224,8 @@ class Trainer:
                     return
                 raise
             self.run_step(batch)
+            bar.set_postfix(loss=f'{self.last["loss"]:.4g}', samples_s=f'{self._rate():.1f}', refresh=False)
             bar.update(1)
-            if self.step % 10 == 0 or self.stop_reason:
-                bar.set_postfix(loss=f'{self.last["loss"]:.4g}', samples_s=f'{self._rate():.1f}',
-                                refresh=False)
             for hook in self.hooks:
                 hook.after_step(self)
             if self.batch_in_epoch == 0:  # the epoch is complete
