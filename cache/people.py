@@ -45,33 +45,54 @@ def _leg_angles(rng):
     return math.radians(hip), math.radians(hip + rng.uniform(-55, 20))
 
 
+def random_joints(rng):
+    """Random joint angles (radians) and segment lengths (body heights) of a still pose, for `pose`."""
+    joints = {'lean': math.radians(rng.normal(0, 6))}
+    for name in ('left', 'right'):
+        upper, lower = _arm_angles(rng)
+        arm = (0.165 * rng.uniform(0.75, 1), 0.145 * rng.uniform(0.75, 1))
+        thigh, shin = _leg_angles(rng)
+        leg = (0.245 * rng.uniform(0.8, 1), 0.235 * rng.uniform(0.8, 1))
+        joints[name] = {'arm': (upper, lower), 'arm_length': arm, 'leg': (thigh, shin), 'leg_length': leg}
+    joints['head'] = math.radians(rng.normal(0, 10))
+    joints['yaw'] = rng.uniform(-0.3, 0.3)
+    return joints
+
+
 def random_pose(rng, front):
+    """A random still pose: `pose(random_joints(rng), front)`."""
+    return pose(random_joints(rng), front)
+
+
+def pose(joints, front):
     """Joint positions in a unit-height body frame (pelvis at the origin, y down) and head geometry.
 
-    Returns (points (17,2) in COCO order, extra) where extra holds the head centre, radii and angle, the
-    hand and foot tips. `front`: the figure faces the camera (its left side on the image's right)."""
+    `joints` (see random_joints): 'lean' and 'head' tilt (radians), 'yaw' (head turn, -0.3..0.3), and per
+    side ('left', 'right') the 'arm' (upper, lower) and 'leg' (thigh, shin) angles from straight down,
+    outward positive, with their 'arm_length' and 'leg_length' in body heights. Returns (points (17,2) in
+    COCO order, extra) where extra holds the head centre, radii and angle, the hand and foot tips.
+    `front`: the figure faces the camera (its left side on the image's right)."""
     s = 1.0 if front else -1.0  # image x direction of the person's left side
-    lean = math.radians(rng.normal(0, 6))
+    lean = joints['lean']
     up = _rot(lean)
     neck = up @ np.array([0, -0.30], np.float32)
     pts = np.zeros((17, 2), np.float32)
     for name, side in (('left', s), ('right', -s)):
+        limb = joints[name]
         shoulder = neck + up @ np.array([side * 0.105, 0.025], np.float32)
-        upper, lower = _arm_angles(rng)
-        elbow = _limb(shoulder, upper - lean * side, 0.165 * rng.uniform(0.75, 1), side)
-        wrist = _limb(elbow, lower - lean * side, 0.145 * rng.uniform(0.75, 1), side)
+        elbow = _limb(shoulder, limb['arm'][0] - lean * side, limb['arm_length'][0], side)
+        wrist = _limb(elbow, limb['arm'][1] - lean * side, limb['arm_length'][1], side)
         hip = np.array([side * 0.075, 0], np.float32)
-        thigh, shin = _leg_angles(rng)
-        knee = _limb(hip, thigh, 0.245 * rng.uniform(0.8, 1), side)
-        ankle = _limb(knee, shin, 0.235 * rng.uniform(0.8, 1), side)
+        knee = _limb(hip, limb['leg'][0], limb['leg_length'][0], side)
+        ankle = _limb(knee, limb['leg'][1], limb['leg_length'][1], side)
         for part, point in (('shoulder', shoulder), ('elbow', elbow), ('wrist', wrist), ('hip', hip),
                             ('knee', knee), ('ankle', ankle)):
             pts[_P[f'{name}_{part}']] = point
-    head_angle = lean + math.radians(rng.normal(0, 10))
+    head_angle = lean + joints['head']
     head = _rot(head_angle)
     centre = neck + head @ np.array([0, -0.085], np.float32)
     rx, ry = 0.052, 0.066
-    yaw = rng.uniform(-0.3, 0.3)
+    yaw = joints['yaw']
     for name, side in (('left', s), ('right', -s)):
         pts[_P[f'{name}_eye']] = centre + head @ np.array([(side * 0.38 + yaw) * rx, -0.1 * ry], np.float32)
         pts[_P[f'{name}_ear']] = centre + head @ np.array([(side * 0.98 + 0.3 * yaw) * rx, 0.05 * ry],
@@ -86,6 +107,23 @@ def random_pose(rng, front):
         side = s if name == 'left' else -s
         extra[f'{name}_toe'] = pts[_P[f'{name}_ankle']] + np.array([side * 0.03, 0.035], np.float32)
     return pts, extra
+
+
+def walking_joints(body, phase):
+    """The joints of `body` (random_joints of one person: lengths, lean, head) at gait `phase` (radians):
+    arms and legs swing sinusoidally, left and right half a cycle apart. Seen from the front, a knee that
+    comes forward shortens the thigh's image, and the shin follows the thigh."""
+    joints = dict(body)
+    for name, offset in (('left', 0.0), ('right', math.pi)):
+        swing = math.sin(phase + offset)
+        lift = max(0.0, math.cos(phase + offset))  # the knee comes forward while the leg swings through
+        upper = math.radians(18 - 16 * swing)  # each arm swings against its leg
+        thigh = math.radians(8 + 10 * swing)
+        thigh_length, shin_length = body[name]['leg_length']
+        joints[name] = dict(body[name], arm=(upper, upper + math.radians(25 - 15 * swing)),
+                            leg=(thigh, thigh - math.radians(10 * lift)),
+                            leg_length=(thigh_length * (1 - 0.3 * lift), shin_length))
+    return joints
 
 
 def appearance(rng):

@@ -10,6 +10,10 @@ but hidden behind someone drawn later, 0 not labelled (outside the image, or the
 
 Every image draws from its own random stream seeded by (seed, split, index): the same seed writes the
 same files, and splits never share an image. Run: python -m cache.synthetic [-c overlay.ini] [--force]
+
+A video for detect.py demos and tests (write_video): the same people walk across one background,
+turning back at the edges, arms and legs swinging, so a tracker can keep their ids. Run:
+python -m cache.synthetic --video walk.mp4 [--frames 60] [--fps 15] [--size 640 480] [--people 3]
 """
 
 import json
@@ -246,6 +250,84 @@ def write_split(root, split, count, opts, workers=1):
     return path
 
 
+def walkers(rng, count, size, fps):
+    """The people of a video of `size` (w, h): body, look and facing, height (pixels), feet line y, start
+    x, speed (pixels per frame, signed) and gait phase. People start spread across the width; taller
+    (nearer) people stand lower and come last, so they are drawn over the others."""
+    w, h = size
+    fractions = np.sort(rng.uniform(0.3, 0.6, count))
+    starts = 0.05 + 0.9 * (rng.permutation(count) + rng.uniform(0.2, 0.8, count)) / max(1, count)
+    result = []
+    for fraction, start in zip(fractions, starts):
+        height = fraction * h
+        speed = rng.uniform(0.35, 0.65) * height / fps * rng.choice([-1.0, 1.0])  # body heights per second
+        result.append({'body': people.random_joints(rng), 'look': people.appearance(rng),
+                       'front': bool(rng.random() < 0.5), 'height': height,
+                       'feet': h * (0.55 + 0.4 * (fraction - 0.3) / 0.3) + rng.uniform(-0.02, 0.02) * h,
+                       'x': start * w, 'speed': speed, 'phase': rng.uniform(0, 2 * math.pi)})
+    return result
+
+
+def _bounce(x, low, high):
+    """x folded into [low, high] as a walker that turns back at either end."""
+    span = high - low
+    t = (x - low) % (2 * span)
+    return low + (t if t <= span else 2 * span - t)
+
+
+def walker_pose(walker, frame, width):
+    """(points (17,2), extra) in image pixels of `walker` at `frame`: one gait cycle every 0.8 body
+    heights walked; the pelvis rises a little as the legs pass each other."""
+    travelled = walker['speed'] * frame
+    phase = walker['phase'] + 2 * math.pi * abs(travelled) / (0.8 * walker['height'])
+    height = walker['height']
+    x = _bounce(walker['x'] + travelled, 0.05 * width, 0.95 * width)
+    y = walker['feet'] - 0.47 * height - 0.012 * height * abs(math.cos(phase))
+    points, extra = people.pose(people.walking_joints(walker['body'], phase), walker['front'])
+    return people.place(points, extra, height, (x, y), 0.0)
+
+
+def video_frames(frames, fps, size, count, seed):
+    """Yield (BGR frame (h, w, 3) uint8, COCO keypoints (count, 17, 3) with v as in coco_keypoints) for a
+    video of `count` people walking on one background; the same seed gives the same video."""
+    rng = np.random.default_rng([seed, zlib.crc32(b'video')])
+    w, h = size
+    backdrop = background(rng, h, w)
+    persons = walkers(rng, count, size, fps)
+    for frame in range(frames):
+        canvas = people.Canvas(backdrop.copy(), np.zeros((h, w), np.uint8))
+        placed = []
+        for i, walker in enumerate(persons):
+            canvas.id = i + 1
+            points, extra = walker_pose(walker, frame, w)
+            people.draw_person(canvas, points, extra, walker['look'], walker['height'])
+            placed.append({'id': i + 1, 'keypoints': points, 'front': walker['front']})
+        keypoints = [np.reshape(coco_keypoints(p, canvas.owner)[0], (17, 3)) for p in placed]
+        yield canvas.image, np.array(keypoints, np.float32).reshape(count, 17, 3)
+
+
+def write_video(path, frames=60, fps=15.0, size=(640, 480), people=3, seed=0):
+    """Write a video of `people` synthetic people walking (video_frames) to `path` (.mp4: mp4v, .avi: MJPG),
+    atomically, with a progress bar; returns their COCO keypoints per frame, float32 (frames, people, 17, 3).
+    `size` is (width, height)."""
+    from utils import video
+    w, h = (int(v) for v in size)
+    for name, value, ok in (('frames', frames, frames >= 1), ('fps', fps, fps > 0),
+                            ('size', f'{w} {h}', min(w, h) >= 32), ('people', people, 0 <= people < CROWD)):
+        if not ok:
+            raise cli.UserError(f'synthetic video: {name} = {value} is out of range (frames >= 1, fps > 0, '
+                                f'sides >= 32 pixels, people 0..{CROWD - 1})')
+    if os.path.splitext(path)[1].lower() not in video.VIDEO_CODECS:
+        raise cli.UserError(f'synthetic video {path}: the name must end in {" or ".join(video.VIDEO_CODECS)}')
+    tracks = np.zeros((frames, people, 17, 3), np.float32)
+    with video.video_writer(path, fps) as write:
+        for i, (image, keypoints) in enumerate(tqdm(video_frames(frames, fps, (w, h), people, seed),
+                                                    total=frames, desc='synthetic video', unit='frame')):
+            write(image)
+            tracks[i] = keypoints
+    return tracks
+
+
 class _Serial:
     """The part of multiprocessing.Pool that write_split uses, run in this process."""
 
@@ -268,7 +350,17 @@ def main(argv=None):
                                               'val_images)')
     p.add_argument('--workers', type=int, default=os.cpu_count(), help='processes drawing images')
     p.add_argument('--force', action='store_true', help='regenerate splits that are already up to date')
+    p.add_argument('--video', metavar='PATH', help='write a video of people walking instead (.mp4 or .avi)')
+    p.add_argument('--frames', type=int, default=60, help='video frames')
+    p.add_argument('--fps', type=float, default=15.0, help='video frames per second')
+    p.add_argument('--size', type=int, nargs=2, default=(640, 480), metavar=('W', 'H'), help='video size')
+    p.add_argument('--people', type=int, default=3, help='people in the video')
+    p.add_argument('--seed', type=int, default=0, help='the video\'s random seed')
     args = p.parse_args(argv)
+    if args.video:
+        write_video(args.video, args.frames, args.fps, args.size, args.people, args.seed)
+        print(f'wrote {args.video} ({args.frames} frames)')
+        return
     config = cli.load_config(args)
     opts = options(config)
     root = args.root or config.get('dataset', 'root')

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
@@ -108,3 +109,47 @@ def test_help():
     result = subprocess.run([sys.executable, '-m', 'cache.synthetic', '--help'], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and '--images' in result.stdout
+
+
+def _read_video(path):
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def test_video_people_walk_smoothly(tmp_path):
+    path = tmp_path / 'walk.mp4'
+    tracks = synthetic.write_video(str(path), frames=8, fps=10, size=(160, 120), people=2, seed=1)
+    frames = _read_video(path)
+    assert len(frames) == 8 and frames[0].shape == (120, 160, 3)
+    assert all(np.abs(a.astype(int) - b).mean() > 0.2 for a, b in zip(frames, frames[1:]))
+    assert tracks.shape == (8, 2, 17, 3) and set(np.unique(tracks[..., 2])) <= {0, 1, 2}
+    hips = tracks[:, :, COCO_PARTS.index('left_hip')]
+    assert (hips[..., 2] > 0).all(), 'the walkers stay in the frame'
+    steps = np.linalg.norm(np.diff(hips[..., :2], axis=0), axis=-1)
+    assert (steps > 0.2).all() and (steps < 8).all(), 'each person moves a little every frame'
+    ls, le = COCO_PARTS.index('left_shoulder'), COCO_PARTS.index('left_elbow')
+    arm = tracks[:, :, le, :2] - tracks[:, :, ls, :2]
+    assert np.ptp(np.arctan2(arm[..., 0], arm[..., 1]), axis=0).min() > 0.2, 'arms swing'
+    again = synthetic.write_video(str(tmp_path / 'again.avi'), frames=8, fps=10, size=(160, 120), people=2,
+                                  seed=1)
+    assert np.array_equal(again, tracks)
+    assert len(_read_video(tmp_path / 'again.avi')) == 8
+
+
+def test_video_command_and_its_errors(tmp_path, capsys):
+    synthetic.main(['--video', str(tmp_path / 'v.mp4'), '--frames', '3', '--size', '64', '48', '--people',
+                    '1'])
+    assert len(_read_video(tmp_path / 'v.mp4')) == 3
+    for args, message in ((['--video', str(tmp_path / 'v.mkv')], 'must end in .mp4 or .avi'),
+                          (['--video', str(tmp_path / 'w.mp4'), '--frames', '0'], 'frames = 0')):
+        with pytest.raises(SystemExit):
+            synthetic.main(args)
+        assert message in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ['v.mp4']
