@@ -149,7 +149,7 @@ def _read_layer(buf, span, legacy):
 # --- mapping and conversion ------------------------------------------------------------------------------
 
 def read_mapping(path=MAPPING):
-    """(layers {Caffe layer name: parameter prefix}, config mods ['section/option=value']) of a mapping."""
+    """(layers {Caffe layer name: parameter prefix}, path of the network's config overlay) of a mapping."""
     if not os.path.isfile(path):
         raise CaffeError(f'mapping file not found: {path}')
     parser = configparser.ConfigParser(interpolation=None)
@@ -157,11 +157,10 @@ def read_mapping(path=MAPPING):
     try:
         parser.read(path, encoding='utf-8')
         layers = dict(parser['layers'])
-        mods = [f'{key}={value}' for key, value in parser['config'].items()] if parser.has_section('config') \
-            else []
+        overlay = os.path.join(configlib.ROOT, 'config', parser['network']['overlay'])
     except (configparser.Error, KeyError) as error:
         raise CaffeError(f'mapping file {path}: {error}') from None
-    return layers, mods
+    return layers, overlay
 
 
 def model_shapes(config):
@@ -226,12 +225,17 @@ def config_text(config, sections=NETWORK_SECTIONS):
     return stream.getvalue()
 
 
-def convert(caffemodel, mapping=MAPPING, files=(), mods=()):
-    """The checkpoint {'model': state_dict, 'config': config text of [model] and [input]} of `caffemodel`.
+def network_config(overlay, files=(), mods=()):
+    """The config of a converted network: config/default.ini overlaid by the network's `overlay`, then by
+    `files`, then `mods`; `[model] pretrained = none`, since every weight comes from the converted file."""
+    return configlib.load([overlay, *files], ['model/pretrained=none', *mods])
 
-    The config is config/default.ini overlaid by `files`, then the mapping's [config], then `mods`."""
-    layers_map, config_mods = read_mapping(mapping)
-    config = configlib.load(files, list(config_mods) + list(mods))
+
+def convert(caffemodel, mapping=MAPPING, files=(), mods=()):
+    """The checkpoint {'model': state_dict, 'config': config text of [model] and [input]} of `caffemodel`,
+    for the network of the mapping's overlay (with `files` and `mods` on top, see network_config)."""
+    layers_map, overlay = read_mapping(mapping)
+    config = network_config(overlay, files, mods)
     layers = read_caffemodel(caffemodel)
     weights = state_dict(layers, layers_map, model_shapes(config))
     return {'model': weights, 'config': config_text(config)}

