@@ -144,7 +144,16 @@ def load_finetune(model, path):
     log(f'--finetune {path}: loaded {len(weights) - len(unexpected)} tensors')
     for title, keys in (('missing (left as initialised)', missing), ('unexpected (ignored)', unexpected)):
         if keys:
-            log(f'  {title}: {", ".join(keys)}')
+            log(f'  {title}: {summarize(keys)}')
+
+
+def summarize(keys):
+    """Parameter names, those of a module with several (e.g. stages.3.*) as one `module.* (count)` item."""
+    groups = {}
+    for key in keys:
+        groups.setdefault('.'.join(key.split('.')[:2]), []).append(key)
+    return ', '.join(names[0] if len(names) == 1 else f'{prefix}.* ({len(names)})'
+                     for prefix, names in groups.items())
 
 
 def make_hooks(config, folder, config_text, writer, model):

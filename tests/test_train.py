@@ -356,12 +356,14 @@ def test_changed_model_option_is_refused_unless_forced_or_restarted(tmp_path, ti
 def test_finetune_lists_missing_and_unexpected_keys(tmp_path, tiny, capsys):
     weights = TinyNet().state_dict()
     weights['extra.weight'] = torch.zeros(1)
+    weights.update({f'stages.3.conv{i}.weight': torch.zeros(1) for i in range(4)})
     del weights['pafs.bias']
     path = str(tmp_path / 'weights.pt')
     torch.save({'model': weights}, path)
     run(tmp_path / 'exp', 'train/steps=1', finetune=path)
     err = capsys.readouterr().err
-    assert 'missing (left as initialised): pafs.bias' in err and 'unexpected (ignored): extra.weight' in err
+    assert 'missing (left as initialised): pafs.bias\n' in err
+    assert 'unexpected (ignored): extra.weight, stages.3.* (4)\n' in err
 
 
 def test_lock_of_a_killed_process_does_not_block(tmp_path):
