@@ -8,7 +8,8 @@ depend on them); the decoder and detect.py's work run on maps encoded from 6 syn
 find real peaks and limbs. Figures are medians of several runs; other work on the machine slows them.
 As a figure that load from other processes barely moves, ONNX Runtime also runs on one thread timed
 in CPU time (`_ort1_cpu_ms`, close to one idle core's wall time). The last line is one JSON object with
-`<config>_ort_ms` (and _torch_ms, _ort1_cpu_ms, _decode_ms, _overhead_ms, _overhead_pct) per config.
+`<config>_ort_ms` (and _torch_ms, _ort1_cpu_ms, _decode_ms, _overhead_ms, _overhead_cpu_ms,
+_overhead_pct) per config.
 
 Run: python benchmarks/inference.py [--configs default mobilenet_v2 ...] [--threads 2] [--size 368]
 """
@@ -138,8 +139,8 @@ def time_decode(config, skeleton, size, stride):
 
 
 def time_overhead(config, skeleton, stride, size):
-    """ms per 640x480 frame of detect.py's work without the network: resize, normalise, decode,
-    tracking, drawing (the fake network returns precomputed maps of 6 people)."""
+    """(wall ms, CPU ms) per 640x480 frame of detect.py's work without the network: resize, normalise,
+    decode, tracking, drawing (the fake network returns precomputed maps of 6 people)."""
     from detect import annotate
     from pose.track import Tracker
     options = predict.options(config)
@@ -156,7 +157,11 @@ def time_overhead(config, skeleton, stride, size):
         people = predict.predict(run, frame, skeleton, stride, **options)
         ids = tracker.update([p['keypoints'] for p in people])
         annotate(frame, people, ids, skeleton, 0.1, 10.0)
-    return median_ms(work, repeat=9)
+
+    def ten():
+        for _ in range(10):
+            work()
+    return median_ms(work, repeat=9), cpu_ms(ten) / 10
 
 
 def benchmark(name, files, mods, args, workdir):
@@ -173,13 +178,14 @@ def benchmark(name, files, mods, args, workdir):
     figures['ort_ms'] = time_ort(path, args.size, args.threads)
     figures['ort1_cpu_ms'] = time_ort(path, args.size, 1, cpu=True)
     figures['decode_ms'], people = time_decode(config, skeleton, args.size, stride)
-    figures['overhead_ms'] = time_overhead(config, skeleton, stride, args.size)
+    figures['overhead_ms'], figures['overhead_cpu_ms'] = time_overhead(config, skeleton, stride, args.size)
     figures['overhead_pct'] = 100 * figures['overhead_ms'] / (figures['overhead_ms'] + figures['ort_ms'])
     network_name = '{}+{} x{}'.format(*(config.get('model', o) for o in ('backbone', 'stage', 'stages')))
     print(f'{name:24s} {network_name} {skeleton.name}: torch {figures["torch_ms"]:.1f} ms, ONNX Runtime '
           f'{figures["ort_ms"]:.1f} ms (1 thread: {figures["ort1_cpu_ms"]:.0f} CPU ms), decode '
           f'{figures["decode_ms"]:.1f} ms ({people} people), detect.py work {figures["overhead_ms"]:.1f} '
-          f'ms = {figures["overhead_pct"]:.1f}% of an ORT frame [exported with {how}]', flush=True)
+          f'ms ({figures["overhead_cpu_ms"]:.1f} CPU ms) = {figures["overhead_pct"]:.1f}% of an ORT frame '
+          f'[exported with {how}]', flush=True)
     return {f'{name}_{key}': round(value, 2) for key, value in figures.items()}
 
 

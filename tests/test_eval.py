@@ -322,3 +322,36 @@ def test_onnx_without_metadata_is_refused(trained, tmp_path, monkeypatch, capsys
     status, _, err = run_main(script.main, ['--onnx', str(tmp_path / 'bare.onnx')], monkeypatch, capsys)
     assert status == 2 and "has no 'config' or 'stride' metadata" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def shipped_configs():
+    import benchmarks.inference
+    return benchmarks.inference.shipped_configs()
+
+
+@pytest.mark.parametrize('name', sorted(shipped_configs()))
+def test_every_shipped_config_runs_from_a_converted_style_checkpoint(name, tmp_path, monkeypatch, capsys):
+    """A checkpoint with only 'model' and 'config' (as converters write) rebuilds its network with the
+    user's default config, and eval.py's predictor runs it."""
+    import torch
+
+    import model
+    from model import runner
+    from pose import predict
+    torch.manual_seed(0)
+    files, mods = shipped_configs()[name]
+    config = configlib.load(files, mods)
+    network = model.build(config, pretrained=False)
+    path = str(tmp_path / f'{name}.pt')
+    torch.save({'model': network.state_dict(), 'config': configlib.dumps(config)}, path)
+    loaded = runner.load(configlib.load(), checkpoint=path, threads=1)
+    assert loaded['config'].get('model', 'backbone') == config.get('model', 'backbone')
+    assert loaded['stride'] == network.stride and loaded['step'] is None
+    assert loaded['skeleton'].name == config.get('model', 'layout')
+    options = predict.options(loaded['config'])
+    options['height'] = 64
+    people = predict.predict(loaded['run'], grey_image((70, 90)), loaded['skeleton'], loaded['stride'],
+                             **options)
+    assert isinstance(people, list)
+    import eval as script
+    assert script.output_paths(loaded)[0] == str(tmp_path / 'eval' / f'results-{name}.json')
