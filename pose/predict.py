@@ -111,6 +111,9 @@ def predict_maps(run, image, skeleton, stride, norm, height, scales=(1.0,), flip
         size, padded = input_size(image.shape, height, stride, scale)
         heatmaps, pafs = run(prepare(image, size, padded, norm, flip))
         heatmaps, pafs = np.asarray(heatmaps, np.float32), np.asarray(pafs, np.float32)
+        if heatmaps.shape[-2:] != (padded[0] // stride, padded[1] // stride):
+            raise ValueError(f'the network gave {heatmaps.shape[-2]}x{heatmaps.shape[-1]} maps for a '
+                             f'{padded[0]}x{padded[1]} input: its stride is not {stride}')
         if flip:
             mirrored = unflip(heatmaps[1], pafs[1], skeleton)
             heatmaps, pafs = heatmaps[:1] + mirrored[0], pafs[:1] + mirrored[1]
