@@ -87,3 +87,21 @@ def test_round_trip(tmp_path):
     assert {s: dict(plain[s]) for s in plain.sections()} == {s: dict(config[s]) for s in config.sections()}
     changed = configlib.differences(configlib.load(), again, ['model'])
     assert changed == [('model', 'layout', 'cmu18', 'coco17')]
+
+
+def test_saved_config_from_an_older_version_loads():
+    text = configlib.dumps(configlib.load(mods=['train/lr=0.5'])) + '\n[retired]\nretired_option = 1\n'
+    with pytest.warns(UserWarning, match='retired_option'):
+        config = configlib.loads(text)
+    assert config.getfloat('train', 'lr') == 0.5
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    import os
+
+    from utils.io import atomic_write_text
+    path = tmp_path / 'x.txt'
+    atomic_write_text(str(path), 'hello')
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.read_text() == 'hello' and (path.stat().st_mode & 0o777) == (0o666 & ~mask)

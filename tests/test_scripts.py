@@ -5,7 +5,8 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = ['train.py', 'eval.py', 'detect.py', 'cache.py']
+SCRIPTS = ['train.py', 'eval.py', 'detect.py', 'cache.py', 'convert_caffe_torch.py', 'convert_tf_torch.py',
+           'export_onnx.py']
 
 
 @pytest.mark.parametrize('script', SCRIPTS)

@@ -10,6 +10,7 @@ import difflib
 import io
 import os
 import re
+import warnings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT = os.path.join(ROOT, 'config', 'default.ini')
@@ -125,13 +126,16 @@ def check_option(config, section, option):
                           f'valid options: {", ".join(options)}')
 
 
-def _overlay(config, parser, origin):
+def _overlay(config, parser, origin, strict=True):
     for section in parser.sections():
         for option, value in parser.items(section, raw=True):
             try:
                 check_option(config, section, option)
             except ConfigError as error:
-                raise ConfigError(f'{origin}: {error}') from None
+                if strict:
+                    raise ConfigError(f'{origin}: {error}') from None
+                warnings.warn(f'{origin}: ignored, this version does not have it: {error}', stacklevel=3)
+                continue
             config.set(section, option, value)
 
 
@@ -176,11 +180,14 @@ def parse_mod(mod):
 
 
 def loads(text, base=DEFAULT):
-    """A config from its merged text (as written by `dumps`), checked against the default's options."""
+    """A config from its merged text (as written by `dumps`) on top of the default.
+
+    The text may come from an older version (a checkpoint's, a model directory's): options this version
+    no longer has are skipped with a warning, and options it added keep their defaults."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(text)
     config = load(base=base)
-    _overlay(config, parser, 'saved config')
+    _overlay(config, parser, 'saved config', strict=False)
     return config
 
 
