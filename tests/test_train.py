@@ -17,7 +17,7 @@ from torch import nn
 
 import train
 from pose import skeleton as skeletons
-from utils import checkpoint, lock, optim
+from utils import checkpoint, hooks, lock, optim
 from utils import config as configlib
 from utils.cli import UserError
 from utils.config import ConfigError
@@ -338,6 +338,30 @@ def test_tensorboard_scalars_and_histograms(tmp_path, tiny):
     steps_per_s = (end.step - start.step) / (end.wall_time - start.wall_time)
     assert 2 * steps_per_s < np.median([e.value for e in events.Scalars('speed/samples_per_s')[1:]])
     assert 'parameters/backbone.0.weight' in tags['histograms']
+
+
+def test_a_failing_hook_runs_after_the_others_and_never_hides_the_loops_error(tmp_path, tiny, monkeypatch):
+    class Broken(hooks.Hook):
+        def after_train(self, trainer):
+            raise OSError('disk full')
+    make_hooks = train.make_hooks
+    monkeypatch.setattr(train, 'make_hooks', lambda *args: [Broken()] + make_hooks(*args))
+    with pytest.raises(OSError, match='disk full'):
+        run(tmp_path / 'a', 'train/steps=2')
+    assert steps_of(tmp_path / 'a') == [2]  # the checkpoint hook ran after the broken one
+
+    calls = []
+
+    def failing_loss(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ValueError('loss exploded')
+        return tiny_loss(*args)
+    monkeypatch.setattr(train, 'loss_function', lambda config: failing_loss)
+    with pytest.warns(UserWarning, match='Broken hook failed at the end: disk full'):
+        with pytest.raises(ValueError, match='loss exploded'):
+            run(tmp_path / 'b', 'train/steps=5')
+    assert steps_of(tmp_path / 'b') == [2]
 
 
 def test_changed_model_option_is_refused_unless_forced_or_restarted(tmp_path, tiny):

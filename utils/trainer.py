@@ -18,6 +18,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -177,6 +178,7 @@ class Trainer:
         self.started = time.monotonic()
         bar = tqdm.tqdm(total=self.total_steps, initial=self.step, unit='step', dynamic_ncols=True,
                         disable=not (self.progress and distributed.is_main()), smoothing=0.1)
+        failed = True
         with stop_signals(self._on_signal):
             try:
                 for hook in self.hooks:
@@ -184,25 +186,30 @@ class Trainer:
                 self._check_limits()
                 while self.stop_reason is None:
                     self._run_epoch(bar)
+                failed = False
             except BaseException:
                 self.stop_reason = self.stop_reason or 'error'
                 raise
             finally:
                 bar.close()
-                self._after_train()
+                self._after_train(raise_errors=not failed)
         return self.stop_reason
 
     def _on_signal(self, name):
         self.signal = name
 
-    def _after_train(self):
+    def _after_train(self, raise_errors):
+        """Every hook's after_train, even when one fails; the first failure is raised afterwards unless the
+        loop itself failed (its error is the one to report, a hook's is only a warning then)."""
         error = None
         for hook in self.hooks:
             try:
                 hook.after_train(self)
-            except Exception as e:  # the other hooks still run; the first error is raised after them
+            except Exception as e:
                 error = error or e
-        if error is not None:
+                if not raise_errors:
+                    warnings.warn(f'{type(hook).__name__} hook failed at the end: {e}', stacklevel=2)
+        if error is not None and raise_errors:
             raise error
 
     def _run_epoch(self, bar):
