@@ -3,8 +3,10 @@ normalise, for 368x368 inputs at stride 8 in the cmu18 layout with 5 people per 
 
 Images are synthetic people (cache/synthetic.py) of COCO's typical size (480..640 pixels a side), with
 crowds and unannotated people so the ignore-mask path runs; each record gets exactly 5 people (its own
-people repeated with an offset where it has fewer). Prints the median of several passes over the set,
-a per-stage breakdown, and as its last line one JSON object {"samples_per_s_per_worker": ..}.
+people repeated with an offset where it has fewer). Prints the median of several passes over the set
+(one batch of [train] batch_size samples alive at a time, as in a loader worker), in wall-clock and in
+CPU time (which other processes on a shared machine disturb less), a per-stage breakdown, and as its
+last line one JSON object {"samples_per_s_per_worker": ..}.
 
   python -m benchmarks.pipeline [--images 40] [--repeat 5]
 """
@@ -60,35 +62,39 @@ def make_data(folder, images):
     return config
 
 
-def stages(data, keys):
-    """Median wall milliseconds per sample of each stage, timed separately over `keys`."""
+def stages(data, keys, repeat=3):
+    """(wall, CPU) median milliseconds per sample of each stage, timed separately over `keys` (each result
+    dropped at once); the ignore mask's figure is per sample of the whole set, most have none."""
     def timed(fn):
-        return common.median_ms(lambda: [fn(k) for k in keys], repeat=3) / len(keys)
+        def each():
+            for k in keys:
+                fn(k)
+        return tuple(common.median_ms(each, repeat=repeat, clock=clock) / len(keys)
+                     for clock in (time.perf_counter, time.process_time))
     samples = {k: data.sample(k) for k in keys}
     records = {k: data.records[k[0]] for k in keys}
     plan, rng = data.plan, np.random.default_rng(0)
     decoded = {k: dataset.read_image(records[k]['image'], samples[k]['matrix'], data.fast) for k in keys}
-
-    def warp(k):
-        mask = dataset.ignore_mask(records[k])
-        if mask is not None:
-            augment.warp_mask(mask, samples[k]['matrix'], k[1:3])
-        augment.warp_image(*decoded[k], k[1:3])
-        augment.transform_keypoints(records[k]['keypoints'], samples[k]['matrix'], k[1:3], data.skeleton.flip)
-
-    def targets(k):
-        encode.encode(samples[k]['keypoints'], data.skeleton, k[1:3], data.stride, **data.encode)
-        data.loss_mask(samples[k]['ignore'], k[1:3])
-
+    matrix = {k: samples[k]['matrix'] for k in keys}
     return {
         'augmentation matrix': timed(lambda k: augment.compose(records[k], k[1:3], rng, plan['geometric'])),
-        'JPEG decode': timed(lambda k: dataset.read_image(records[k]['image'], samples[k]['matrix'],
-                                                          data.fast)),
-        'warp image, ignore mask (RLE decode), keypoints': timed(warp),
+        'JPEG decode': timed(lambda k: dataset.read_image(records[k]['image'], matrix[k], data.fast)),
+        'warp image': timed(lambda k: augment.warp_image(*decoded[k], k[1:3])),
+        'ignore mask: RLE decode + warp': timed(lambda k: dataset.warp_ignore(records[k], matrix[k], k[1:3])),
+        'keypoints': timed(lambda k: augment.transform_keypoints(records[k]['keypoints'], matrix[k], k[1:3],
+                                                                 data.skeleton.flip)),
         'photometric': timed(lambda k: augment.photometric(samples[k]['image'], rng, plan)),
-        'encode heatmaps, PAFs, loss mask': timed(targets),
+        'encode heatmaps, PAFs': timed(lambda k: encode.encode(samples[k]['keypoints'], data.skeleton, k[1:3],
+                                                               data.stride, **data.encode)),
+        'loss mask': timed(lambda k: data.loss_mask(samples[k]['ignore'], k[1:3])),
         'normalise': timed(lambda k: normalize.normalize(samples[k]['image'], data.normalize)),
     }
+
+
+def one_pass(data, keys, batch):
+    """Every sample of `keys`, `batch` at a time: a loader worker holds one batch before collating it."""
+    for start in range(0, len(keys), batch):
+        [data[k] for k in keys[start:start + batch]]
 
 
 def run(config, repeat, fast):
@@ -96,11 +102,12 @@ def run(config, repeat, fast):
     data = dataset.PoseDataset(config, 'train', train=True, stride=8, seed=0)
     data.fast = fast
     keys = [(i, 368, 368, 0) for i in range(len(data))]
-    [data[k] for k in keys]  # warm-up: page cache, lazy imports
+    batch = config.getint('train', 'batch_size')
+    one_pass(data, keys, batch)  # warm-up: page cache, lazy imports
     wall, cpu = [], []
     for _ in range(repeat):
         start, start_cpu = time.perf_counter(), time.process_time()
-        [data[k] for k in keys]
+        one_pass(data, keys, batch)
         wall.append((time.perf_counter() - start) * 1000 / len(keys))
         cpu.append((time.process_time() - start_cpu) * 1000 / len(keys))
     return data, keys, statistics.median(wall), statistics.median(cpu)
@@ -127,9 +134,9 @@ def main():
                   f'samples/s per worker ({busy:.2f} ms CPU = {1000 / busy:.1f} samples/s per busy core)')
         reduced = np.mean([dataset.reduction(data.sample(k)['matrix']) > 1 for k in keys])
         print(f'fast_decode decodes {100 * reduced:.0f}% of these samples at 1/2 size or less')
-        print('stages, wall ms per sample:')
-        for name, value in stages(data, keys).items():
-            print(f'  {name:50s} {value:6.2f} ms')
+        print('stages, ms per sample:                                 wall      CPU')
+        for name, (wall, busy) in stages(data, keys, args.repeat).items():
+            print(f'  {name:50s} {wall:6.2f}   {busy:6.2f}')
     print(json.dumps({'samples_per_s_per_worker': round(1000 / ms, 1),
                       'samples_per_s_per_worker_cpu_time': round(1000 / cpu, 1),
                       'samples_per_s_per_worker_no_fast_decode': round(1000 / full, 1)}))

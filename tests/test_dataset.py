@@ -155,3 +155,37 @@ def test_missing_cache_and_image_are_clear_errors(tmp_path):
     write_cache(tmp_path, [record])
     with pytest.raises(dataset.UserError, match='cannot read image .*person.png'):
         dataset.PoseDataset(config_for(tmp_path), 'train')[0]
+
+
+def test_warp_ignore_is_pycocotools_decode_then_warp():
+    from test_transform import random_matrix
+    rng = np.random.default_rng(0)
+    for trial in range(80):
+        h, w = (int(v) for v in rng.integers(1, 70, 2))
+        mask = np.zeros((h, w), np.uint8, order='F')
+        for _ in range(rng.integers(0, 5)):
+            y, x = rng.integers(0, h), rng.integers(0, w)
+            mask[y:y + rng.integers(1, 40), x:x + rng.integers(1, 40)] = 1
+        if trial % 7 == 0:
+            mask[:] = rng.random((h, w)) < 0.5  # many short runs
+        rle = maskutils.encode(mask)
+        counts = [rle['counts'], rle['counts'].decode('ascii'), synthetic.rle_counts(mask)][trial % 3]
+        size = tuple(int(s) for s in rng.integers(1, 60, 2))
+        matrix = random_matrix(rng)
+        expected = augment.warp_mask(np.ascontiguousarray(maskutils.decode(rle)), matrix, size)
+        record = {'ignore': {'size': [h, w], 'counts': counts}}
+        assert np.array_equal(dataset.warp_ignore(record, matrix, size), expected)
+    assert dataset.warp_ignore({'ignore': None}, np.eye(3), (8, 8)) is None
+
+
+def test_items_fold_the_colour_table_into_normalisation(tmp_path):
+    config = write_cache(tmp_path, [person_record(tmp_path, ignore_block=np.s_[40:, :20])])
+    config = config_for(tmp_path, 'augment/photometric=brightness contrast gamma', 'augment/photometric_p=1')
+    data = dataset.PoseDataset(config, 'train')
+    from transform import normalize
+    for epoch in range(3):
+        key = (0, 64, 64, epoch)
+        sample = data.sample(key)
+        assert data.sample(key, defer=True)['table'] is not None
+        expected = normalize.normalize(sample['image'], data.normalize)
+        assert np.array_equal(data[key]['image'].numpy(), expected)

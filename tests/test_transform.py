@@ -152,3 +152,58 @@ def test_normalize_cmu_and_imagenet():
         normalize.params(configlib.load(mods=['input/channel_order=rbg']))
     with pytest.raises(ConfigError, match='std'):
         normalize.params(configlib.load(mods=['input/std=1 0 1']))
+
+
+def random_matrix(rng):
+    """A random similarity (sometimes mirrored) that may put the source partly or wholly outside."""
+    angle, scale = rng.uniform(-np.pi, np.pi), np.exp(rng.uniform(-1.5, 1.5))
+    mirror = rng.choice([-1, 1])
+    dx, dy = rng.uniform(-100, 100, 2)
+    return np.array([[mirror * scale * np.cos(angle), -scale * np.sin(angle), dx],
+                     [mirror * scale * np.sin(angle), scale * np.cos(angle), dy], [0, 0, 1]])
+
+
+def test_sampled_region_holds_every_pixel_the_warp_reads():
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        source = rng.integers(0, 256, tuple(rng.integers(1, 90, 2)) + (3,), dtype=np.uint8)
+        size = tuple(int(s) for s in rng.integers(1, 70, 2))
+        matrix = random_matrix(rng)
+        x0, y0, x1, y1 = augment.sampled_region(matrix, size, source.shape[:2])
+        outside = rng.integers(0, 256, source.shape, dtype=np.uint8)  # anything but the source
+        outside[y0:y1, x0:x1] = source[y0:y1, x0:x1]
+        assert np.array_equal(augment.warp_image(outside, matrix, size),
+                              augment.warp_image(source, matrix, size))
+        assert np.array_equal(augment.warp_mask(outside[..., 0], matrix, size),
+                              augment.warp_mask(source[..., 0], matrix, size))
+
+
+def one_by_one(image, rng, plan):
+    """What augment.photometric does, one operator after the other."""
+    for _, module, options in plan['photometric']:
+        if rng.random() < plan['p']:
+            image = module.apply(image, rng, options)
+    return image
+
+
+@pytest.mark.parametrize('order', ['brightness contrast saturation hue gamma blur',
+                                   'gamma contrast brightness contrast', 'contrast blur brightness gamma'])
+def test_lookup_tables_compose_into_the_same_image(order):
+    config = configlib.load(mods=[f'augment/photometric={order}', 'augment/photometric_p=0.7',
+                                  'augment/brightness=0.4', 'augment/contrast=0.6'])
+    plan = augment.plan(config)
+    params = normalize.params(config)
+    noise = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    image = cv2.GaussianBlur(noise, (0, 0), 3)
+    for seed in range(12):
+        expected = one_by_one(image, np.random.default_rng(seed), plan)
+        assert np.array_equal(augment.photometric(image, np.random.default_rng(seed), plan), expected)
+        deferred, table = augment.photometric(image, np.random.default_rng(seed), plan, defer=True)
+        assert np.array_equal(normalize.normalize(deferred, params, table),
+                              normalize.normalize(expected, params))
+
+
+def test_mean_grey_through_a_table_is_the_mean_of_the_looked_up_image():
+    image = np.random.default_rng(1).integers(0, 256, (30, 20, 3), dtype=np.uint8)
+    table = np.clip(np.arange(256) * 1.7 - 40, 0, 255).astype(np.uint8)
+    assert np.isclose(augment.mean_grey(image, table), augment.mean_grey(cv2.LUT(image, table)), rtol=1e-12)

@@ -129,15 +129,52 @@ def warp_image(image, matrix, size):
                           borderMode=cv2.BORDER_CONSTANT, borderValue=BORDER)
 
 
+def sampled_region(matrix, size, source_size, margin=2):
+    """(x0, y0, x1, y1): the source pixels [x0, x1) x [y0, y1) that a warp by `matrix` into an output of
+    size (H, W) can read from a source of source_size (h, w), with `margin` pixels for the interpolation
+    neighbours; clipped to the source (empty when the output sees none of it)."""
+    (height, width), (h, w) = size, source_size
+    corners = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [-0.5, height - 0.5], [width - 0.5, height - 0.5]])
+    inverse = np.linalg.inv(np.asarray(matrix, np.float64))
+    points = apply_matrix(inverse, corners)
+    low = np.floor(points.min(axis=0)).astype(int) - margin
+    high = np.ceil(points.max(axis=0)).astype(int) + margin + 1
+    return (max(0, low[0]), max(0, low[1]), min(w, high[0]), min(h, high[1]))
+
+
 def warp_mask(mask, matrix, size):
     """A uint8 0/1 mask warped by nearest neighbour; outside the source counts as not ignored."""
     return cv2.warpAffine(mask, matrix[:2], (size[1], size[0]), flags=cv2.INTER_NEAREST,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def photometric(image, rng, plan):
-    """Each photometric operator of `plan`, applied with probability plan['p']."""
+def photometric(image, rng, plan, defer=False):
+    """Each photometric operator of `plan`, applied with probability plan['p']. Operators that are per-channel
+    lookup tables (those with table()) and follow one another compose into one table, applied in one pass:
+    the same image as applying them in turn. With `defer` the last table is not applied but returned:
+    (image, table or None), for normalize() to fold into its own tables."""
+    table = None
     for _, module, options in plan['photometric']:
-        if rng.random() < plan['p']:
+        if rng.random() >= plan['p']:
+            continue
+        if hasattr(module, 'table'):
+            step = module.table(rng, options, functools.partial(mean_grey, image, table))
+            table = step if table is None else step[table]
+        else:
+            image = apply_table(image, table)
+            table = None
             image = module.apply(image, rng, options)
-    return image
+    return (image, table) if defer else apply_table(image, table)
+
+
+def apply_table(image, table):
+    return image if table is None else cv2.LUT(image, table)
+
+
+def mean_grey(image, table=None):
+    """The mean over all pixels and channels of `image`, or of the image that the uint8 lookup table
+    `table` would make of it (from its histogram, without making it)."""
+    if table is None:
+        return float(np.mean(cv2.mean(image)[:3]))
+    histogram = cv2.calcHist([image.reshape(image.shape[0], -1)], [0], None, [256], [0, 256]).ravel()
+    return float(histogram.astype(np.float64) @ table / histogram.sum())

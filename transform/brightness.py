@@ -8,7 +8,11 @@ def options(config):
     return {'delta': abs(config.getfloat('augment', 'brightness')) * 255}
 
 
-def apply(image, rng, options):
+def table(rng, options, mean):
+    """The uint8 lookup table of one random draw (`mean`, the image's mean grey level, is not needed)."""
     delta = rng.uniform(-options['delta'], options['delta'])
-    lut = np.clip(np.arange(256) + delta, 0, 255).astype(np.uint8)
-    return cv2.LUT(image, lut)
+    return np.clip(np.arange(256) + delta, 0, 255).astype(np.uint8)
+
+
+def apply(image, rng, options):
+    return cv2.LUT(image, table(rng, options, None))

@@ -36,17 +36,21 @@ def coefficients(params):
             for c in range(3)]
 
 
-def normalize(image, params):
-    """uint8 BGR (H, W, 3) -> float32 (3, H, W) network input."""
+def normalize(image, params, table=None):
+    """uint8 BGR (H, W, 3) -> float32 (3, H, W) network input. `table`: a uint8 lookup table (256,) to apply
+    to the image first (augment.photometric's deferred one), folded into this one pass."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f'expected a (H, W, 3) BGR image, got shape {image.shape}')
     channels = cv2.split(np.ascontiguousarray(image))  # contiguous planes convert fastest
     out = np.empty((3,) + image.shape[:2], np.float32)
     for c, (source, scale, offset) in enumerate(coefficients(params)):
-        out[c] = channels[source]
-        out[c] *= np.float32(scale)
-        out[c] += np.float32(offset)
+        if table is None:
+            np.multiply(channels[source], np.float32(scale), out=out[c])  # to float32 and scale in one pass
+            out[c] += np.float32(offset)
+        else:  # the same float32 arithmetic on the 256 values, then one lookup per pixel
+            values = np.arange(256, dtype=np.float32) * np.float32(scale) + np.float32(offset)
+            cv2.LUT(channels[source], values[table], dst=out[c])
     return out
 
 
