@@ -151,8 +151,9 @@ def warp_mask(mask, matrix, size):
 def photometric(image, rng, plan, defer=False):
     """Each photometric operator of `plan`, applied with probability plan['p']. Operators that are per-channel
     lookup tables (those with table()) and follow one another compose into one table, applied in one pass:
-    the same image as applying them in turn. With `defer` the last table is not applied but returned:
-    (image, table or None), for normalize() to fold into its own tables."""
+    the same image as applying them in turn (a contrast step then takes its mean grey level from the
+    histogram, which can differ in the last bits only). With `defer` the last table is not applied but
+    returned: (image, table or None), for normalize() to fold into its own tables."""
     table = None
     for _, module, options in plan['photometric']:
         if rng.random() >= plan['p']:
