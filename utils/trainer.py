@@ -231,7 +231,7 @@ class Trainer:
                     return
                 raise
             self.run_step(batch)
-            bar.set_postfix(loss=f'{self.last["loss"]:.4g}', samples_s=f'{self._rate():.1f}', refresh=False)
+            bar.set_postfix(self._postfix(), refresh=False)
             bar.update(1)
             for hook in self.hooks:
                 hook.after_step(self)
@@ -242,6 +242,14 @@ class Trainer:
         self.epoch += 1
         self.batch_in_epoch = 0
         self._check_limits()
+
+    def _postfix(self):
+        """Loss and samples/s for the progress bar; the time left when only [train] time limits the run."""
+        postfix = {'loss': f'{self.last["loss"]:.4g}', 'samples/s': f'{self._rate():.1f}'}
+        if self.max_seconds and self.total_steps is None:
+            left = max(0, int(self.max_seconds - (time.monotonic() - self.started)))
+            postfix['time left'] = f'{left // 60}:{left % 60:02d}'
+        return postfix
 
     def _rate(self):
         elapsed = time.monotonic() - self.started
