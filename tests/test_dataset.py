@@ -118,13 +118,39 @@ def test_reduced_jpeg_decode_keeps_points_in_place(tmp_path):
         results = []
         for fast in (False, True):
             image, adjusted = dataset.read_image(path, matrix, fast)
-            assert (image.shape[0] < size) == fast
+            assert (image.shape[0] < size) == fast and image.shape[2] == (4 if fast else 3)
             warped = augment.warp_image(image, adjusted, out)[..., 0].astype(float) - 128
             r, c = np.mgrid[0:out[0], 0:out[1]]
             centroid = np.array([(c * warped).sum(), (r * warped).sum()]) / warped.sum()
             assert np.abs(centroid - expected).max() < 0.2, (scale, fast, centroid, expected)
             results.append(warped)
         assert np.abs(results[0] - results[1]).mean() < 2
+
+
+def test_jpeg_decode_is_opencvs_and_falls_back_to_it(tmp_path):
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (97, 131, 3), np.uint8), (0, 0), 3)  # smooth, like photos
+    data = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+    for r, flag in ((1, cv2.IMREAD_COLOR), (2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                    (8, cv2.IMREAD_REDUCED_COLOR_8)):
+        expected = cv2.imdecode(data, flag)
+        assert np.array_equal(dataset.decode_jpeg(data.tobytes(), r), expected)  # exact: the same libjpeg
+        fast = dataset.decode_jpeg(data.tobytes(), r, fast=True)
+        assert fast.shape == expected.shape and np.abs(fast.astype(int) - expected).mean() < 2
+    grey = cv2.imencode('.jpg', image[..., 0])[1].tobytes()
+    assert dataset.decode_jpeg(grey).shape == (97, 131, 3)
+    png = cv2.imencode('.png', image)[1].tobytes()
+    assert dataset.decode_jpeg(png) is None and dataset.decode_jpeg(b'\xff\xd8 cut short') is None
+    path = str(tmp_path / 'named.jpg')  # a PNG with a JPEG's name: OpenCV reads it, whole
+    with open(path, 'wb') as f:
+        f.write(png)
+    matrix = np.diag([0.2, 0.2, 1.0])
+    decoded, adjusted = dataset.read_image(path, matrix, fast=True)
+    assert np.array_equal(decoded, image) and np.array_equal(adjusted, matrix)
+    bgrx = dataset.decode_jpeg(data.tobytes(), order='BGRX')  # the fast path's layout: warped, it is BGR
+    matrix = np.array([[0.7, 0.3, -5], [-0.3, 0.7, 20], [0, 0, 1]])
+    assert np.array_equal(augment.warp_image(bgrx, matrix, (40, 50)),
+                          augment.warp_image(np.ascontiguousarray(bgrx[..., :3]), matrix, (40, 50)))
 
 
 def test_multi_scale_batches_and_sharding(tmp_path):
