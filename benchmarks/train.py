@@ -43,7 +43,7 @@ def benchmark(name, files, mods, args, device):
     from model import loss
     from utils import optim
     from utils.trainer import Trainer
-    config = configlib.load(files, mods + ['train/warmup=0', 'train/scheduler=none'])
+    config = configlib.load(files, mods + ['train/warmup=0', 'train/scheduler=none', 'train/scheduler_args='])
     network = model.build(config, pretrained=False).to(device)
     batch_size = args.batch or config.getint('train', 'batch_size')
     batch = synthetic_batch(network, batch_size, args.size)
