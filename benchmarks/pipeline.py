@@ -6,9 +6,11 @@ crowds and unannotated people so the ignore-mask path runs; each record gets exa
 people repeated with an offset where it has fewer). Prints the median of several passes over the set
 (one batch of [train] batch_size samples alive at a time, as in a loader worker), in wall-clock and in
 CPU time (which other processes on a shared machine disturb less), a per-stage breakdown, and as its
-last line one JSON object {"samples_per_s_per_worker": ..}.
+last line one JSON object {"samples_per_s_per_worker": ..}. With --workers N it also times the training
+loader itself (cache.dataset.loader: N worker processes, batches collated and handed to this process) over
+several epochs, as samples per second delivered.
 
-  python -m benchmarks.pipeline [--images 40] [--repeat 5]
+  python -m benchmarks.pipeline [--images 40] [--repeat 5] [--workers N]
 """
 
 import argparse
@@ -113,10 +115,28 @@ def run(config, repeat, fast):
     return data, keys, statistics.median(wall), statistics.median(cpu)
 
 
+def loader_rate(config, workers, epochs=4):
+    """Samples per second that the training loader with `workers` processes delivers to this process,
+    timed from its first batch (worker start-up excluded) over `epochs` passes."""
+    config.set('train', 'workers', str(workers))
+    loader = dataset.loader(config, 'train', stride=8)
+    count, start = 0, None
+    for epoch in range(epochs):
+        loader.batch_sampler.set_epoch(epoch)
+        for batch in loader:
+            if start is None:
+                start = time.perf_counter()
+            else:
+                count += len(batch['index'])
+    return count / (time.perf_counter() - start)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--images', type=int, default=40, help='images in the generated set')
     p.add_argument('--repeat', type=int, default=5, help='timed passes over the set (median reported)')
+    p.add_argument('--workers', type=int, default=0,
+                   help='also time the training loader with this many worker processes (0: skip)')
     args = p.parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(0)  # as in a DataLoader worker
@@ -137,9 +157,16 @@ def main():
         print('stages, ms per sample:                                 wall      CPU')
         for name, (wall, busy) in stages(data, keys, args.repeat).items():
             print(f'  {name:50s} {wall:6.2f}   {busy:6.2f}')
-    print(json.dumps({'samples_per_s_per_worker': round(1000 / ms, 1),
-                      'samples_per_s_per_worker_cpu_time': round(1000 / cpu, 1),
-                      'samples_per_s_per_worker_no_fast_decode': round(1000 / full, 1)}))
+        figures = {'samples_per_s_per_worker': round(1000 / ms, 1),
+                   'samples_per_s_per_worker_cpu_time': round(1000 / cpu, 1),
+                   'samples_per_s_per_worker_no_fast_decode': round(1000 / full, 1)}
+        if args.workers:
+            rate = loader_rate(config, args.workers)
+            batch = config.getint('train', 'batch_size')
+            print(f'training loader, {args.workers} workers, batches of {batch}: {rate:.1f} samples/s '
+                  f'delivered (collation and hand-over included)')
+            figures[f'loader_samples_per_s_{args.workers}_workers'] = round(rate, 1)
+    print(json.dumps(figures))
 
 
 if __name__ == '__main__':
