@@ -186,6 +186,8 @@ def limits(config):
 def train(config, folder, device, finetune, progress):
     import torch
     from tensorboardX import SummaryWriter
+
+    from transform import normalize
     if config.getint('train', 'threads') > 0:
         torch.set_num_threads(config.getint('train', 'threads'))
     seed, rank, world = config.getint('train', 'seed'), distributed.rank(), distributed.world_size()
@@ -210,7 +212,8 @@ def train(config, folder, device, finetune, progress):
             make_hooks(config, folder, config_text, writer, model), steps=steps, epochs=epochs,
             seconds=seconds,
             amp=config.getboolean('train', 'amp'), clip_grad=config.getfloat('train', 'clip_grad'),
-            on_nonfinite=functools.partial(hooks.dump_nonfinite, folder, config), progress=progress)
+            on_nonfinite=functools.partial(hooks.dump_nonfinite, folder, config), progress=progress,
+            inputs=functools.partial(normalize.to_input, params=normalize.params(config)))
         if state is not None:
             trainer.load_state_dict(state)
             log(f'{folder}: resuming from {path} at step {trainer.step} (epoch {trainer.epoch})'

@@ -1,5 +1,6 @@
 """Data pipeline speed per worker: read JPEG, augment (one warp + colour), encode heatmaps/PAFs/loss mask,
-normalise, for 368x368 inputs at stride 8 in the cmu18 layout with 5 people per image, on one core.
+for 368x368 inputs at stride 8 in the cmu18 layout with 5 people per image, on one core. (The uint8 image
+is normalised by the training process on its device, see transform.normalize.to_input.)
 
 Images are synthetic people (cache/synthetic.py) of COCO's typical size (480..640 pixels a side), with
 crowds and unannotated people so the ignore-mask path runs; each record gets exactly 5 people (its own
@@ -35,7 +36,7 @@ import torch  # noqa: E402
 from cache import coco, dataset, synthetic  # noqa: E402
 from cache import io as cacheio  # noqa: E402
 from pose import encode  # noqa: E402
-from transform import augment, normalize  # noqa: E402
+from transform import augment  # noqa: E402
 from utils import config as configlib  # noqa: E402
 
 PEOPLE = 5
@@ -89,7 +90,6 @@ def stages(data, keys, repeat=3):
         'encode heatmaps, PAFs': timed(lambda k: encode.encode(samples[k]['keypoints'], data.skeleton, k[1:3],
                                                                data.stride, **data.encode)),
         'loss mask': timed(lambda k: data.loss_mask(samples[k]['ignore'], k[1:3])),
-        'normalise': timed(lambda k: normalize.normalize(samples[k]['image'], data.normalize)),
     }
 
 

@@ -14,7 +14,7 @@ import torch
 from cache import io as cacheio
 from pose import encode
 from pose import skeleton as skeletons
-from transform import augment, normalize
+from transform import augment
 from utils.cli import UserError
 from utils.config import ConfigError
 
@@ -114,21 +114,17 @@ def warp_ignore(record, matrix, size):
 _SWAP_XY = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]], np.float64)
 
 
-def load_sample(record, size, rng, plan, skeleton, fast=True, defer=False):
+def load_sample(record, size, rng, plan, skeleton, fast=True):
     """An augmented sample before encoding: {'image': BGR uint8 (H,W,3), 'keypoints': (P,K,3) in output
     pixels (v = 0 outside), 'ignore': uint8 (H,W) 0/1 or None (nothing ignored), 'matrix': source ->
-    output}. With `defer`, also 'table': the photometric lookup table still to apply to 'image' (or None),
-    which normalize() folds into its pass."""
+    output}."""
     matrix = augment.compose(record, size, rng, plan['geometric'])
     image, from_read = read_image(record['image'], matrix, fast)
     image = augment.warp_image(image, from_read, size)
     ignore = warp_ignore(record, matrix, size)
     keypoints = augment.transform_keypoints(record['keypoints'], matrix, size, skeleton.flip)
-    image, table = augment.photometric(image, rng, plan, defer=True)
-    sample = {'image': image, 'keypoints': keypoints, 'ignore': ignore, 'matrix': matrix}
-    if defer:
-        return dict(sample, table=table)
-    return dict(sample, image=augment.apply_table(image, table))
+    image = augment.photometric(image, rng, plan)
+    return {'image': image, 'keypoints': keypoints, 'ignore': ignore, 'matrix': matrix}
 
 
 def input_sizes(config, stride):
@@ -143,8 +139,10 @@ def input_sizes(config, stride):
 
 
 class PoseDataset(torch.utils.data.Dataset):
-    """Samples of a split's cache: dicts of tensors 'image' (3,H,W) normalised, 'heatmaps' (K+1,h,w),
-    'pafs' (2L,h,w), 'mask' (1,h,w), 'index'. train=False: no augmentation, the whole image fitted
+    """Samples of a split's cache: dicts of tensors 'image' (H,W,3) uint8 BGR as augmented, 'heatmaps'
+    (K+1,h,w), 'pafs' (2L,h,w), 'mask' (1,h,w), 'index'. The image stays uint8 until the training process has
+    the batch on its device, where normalize.to_input makes the network input: a quarter of the bytes to
+    hand over from the workers and to copy to the GPU. train=False: no augmentation, the whole image fitted
     into the input. Keys are an index, or (index, height, width, epoch) from MultiScaleBatchSampler.
     `stride` is the network's output stride (model.stride); `seed` defaults to [train] seed."""
 
@@ -156,19 +154,17 @@ class PoseDataset(torch.utils.data.Dataset):
         self.sizes = input_sizes(config, stride)
         self.plan = augment.plan(config, train)
         self.encode = encode.params(config)
-        self.normalize = normalize.params(config)
         self.fast = config.getboolean('augment', 'fast_decode')
         self.seed = config.getint('train', 'seed') if seed is None else seed
 
     def __len__(self):
         return len(self.records)
 
-    def sample(self, key, defer=False):
+    def sample(self, key):
         """The augmented sample of `key` before encoding (see load_sample), for inspection."""
         index, height, width, epoch = key if isinstance(key, tuple) else (key, *self.sizes[0], 0)
         rng = np.random.default_rng([self.seed, epoch, index])
-        return load_sample(self.records[index], (height, width), rng, self.plan, self.skeleton, self.fast,
-                           defer)
+        return load_sample(self.records[index], (height, width), rng, self.plan, self.skeleton, self.fast)
 
     def loss_mask(self, ignore, size):
         if ignore is None:  # nothing ignored: skip loss_mask's pass over every pixel
@@ -176,12 +172,11 @@ class PoseDataset(torch.utils.data.Dataset):
         return encode.loss_mask(ignore, self.stride)
 
     def __getitem__(self, key):
-        sample = self.sample(key, defer=True)
+        sample = self.sample(key)
         size = sample['image'].shape[:2]
         heatmaps, pafs = encode.encode(sample['keypoints'], self.skeleton, size, self.stride,
                                        self.encode['sigma'], self.encode['paf_width'])
-        image = normalize.normalize(sample['image'], self.normalize, sample['table'])
-        return {'image': torch.from_numpy(image),
+        return {'image': torch.from_numpy(sample['image']),
                 'heatmaps': torch.from_numpy(heatmaps), 'pafs': torch.from_numpy(pafs),
                 'mask': torch.from_numpy(self.loss_mask(sample['ignore'], size)),
                 'index': key[0] if isinstance(key, tuple) else key}

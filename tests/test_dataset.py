@@ -58,7 +58,7 @@ def test_batches_have_the_contract_shapes(tmp_path):
     batches = list(dataset.loader(config, 'train', stride=8, seed=3))
     assert len(batches) == 2  # 5 images, batches of 2, the incomplete one dropped
     batch = batches[0]
-    assert batch['image'].shape == (2, 3, 64, 64) and batch['image'].dtype == torch.float32
+    assert batch['image'].shape == (2, 64, 64, 3) and batch['image'].dtype == torch.uint8
     assert batch['heatmaps'].shape == (2, 19, 8, 8) and batch['pafs'].shape == (2, 38, 8, 8)
     assert batch['mask'].shape == (2, 1, 8, 8) and batch['index'].shape == (2,)
     again = next(iter(dataset.loader(config, 'train', stride=8, seed=3)))
@@ -89,7 +89,7 @@ def test_flip_swaps_left_and_right_channels(tmp_path):
     write_cache(tmp_path, [person_record(tmp_path)])
     plain = dataset.PoseDataset(config_for(tmp_path, 'augment/geometric=flip', 'augment/flip=0'), 'train')[0]
     flip = dataset.PoseDataset(config_for(tmp_path, 'augment/geometric=flip', 'augment/flip=1'), 'train')[0]
-    assert torch.equal(flip['image'], plain['image'].flip(-1))
+    assert torch.equal(flip['image'], plain['image'].flip(1))  # (H, W, 3): mirrored along W
     heat, heat_plain = flip['heatmaps'].numpy(), plain['heatmaps'].numpy()
     assert heat[PART['left_wrist']].max() == 0 and heat_plain[PART['right_wrist']].max() == 0
     for k, f in enumerate(SKELETON.flip):
@@ -204,14 +204,23 @@ def test_warp_ignore_is_pycocotools_decode_then_warp():
     assert dataset.warp_ignore({'ignore': None}, np.eye(3), (8, 8)) is None
 
 
-def test_items_fold_the_colour_table_into_normalisation(tmp_path):
-    config = write_cache(tmp_path, [person_record(tmp_path, ignore_block=np.s_[40:, :20])])
-    config = config_for(tmp_path, 'augment/photometric=brightness contrast gamma', 'augment/photometric_p=1')
+@pytest.mark.parametrize('order, mean, std', [('rgb', '0.485 0.456 0.406', '0.229 0.224 0.225'),
+                                              ('bgr', '0.5', '1')])
+def test_batches_become_the_normalised_network_input_on_the_device(tmp_path, order, mean, std):
+    write_cache(tmp_path, [person_record(tmp_path, ignore_block=np.s_[40:, :20])] * 2)
+    config = config_for(tmp_path, 'augment/photometric=brightness contrast gamma', 'augment/photometric_p=1',
+                        f'input/channel_order={order}', f'input/mean={mean}', f'input/std={std}',
+                        'input/divisor=256' if order == 'bgr' else 'input/divisor=255')
     data = dataset.PoseDataset(config, 'train')
     from transform import normalize
-    for epoch in range(3):
-        key = (0, 64, 64, epoch)
-        sample = data.sample(key)
-        assert data.sample(key, defer=True)['table'] is not None
-        expected = normalize.normalize(sample['image'], data.normalize)
-        assert np.array_equal(data[key]['image'].numpy(), expected)
+    params = normalize.params(config)
+    keys = [(0, 64, 64, 1), (1, 64, 64, 1)]
+    batch = torch.utils.data.default_collate([data[k] for k in keys])
+    network_input = normalize.to_input(batch['image'], params)
+    assert network_input.shape == (2, 3, 64, 64) and network_input.dtype == torch.float32
+    for i, key in enumerate(keys):  # the same float32 arithmetic as normalising each augmented image
+        expected = normalize.normalize(data.sample(key)['image'], params)
+        assert np.array_equal(network_input[i].numpy(), expected)
+    assert normalize.to_input(network_input, params) is network_input  # network input already
+    with pytest.raises(ValueError, match='uint8 BGR batch'):
+        normalize.to_input(batch['image'][0], params)

@@ -151,12 +151,11 @@ def warp_mask(mask, matrix, size):
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def photometric(image, rng, plan, defer=False):
+def photometric(image, rng, plan):
     """Each photometric operator of `plan`, applied with probability plan['p']. Operators that are per-channel
     lookup tables (those with table()) and follow one another compose into one table, applied in one pass:
     the same image as applying them in turn (a contrast step then takes its mean grey level from the
-    histogram, which can differ in the last bits only). With `defer` the last table is not applied but
-    returned: (image, table or None), for normalize() to fold into its own tables."""
+    histogram, which can differ in the last bits only)."""
     table = None
     for _, module, options in plan['photometric']:
         if rng.random() >= plan['p']:
@@ -168,7 +167,7 @@ def photometric(image, rng, plan, defer=False):
             image = apply_table(image, table)
             table = None
             image = module.apply(image, rng, options)
-    return (image, table) if defer else apply_table(image, table)
+    return apply_table(image, table)
 
 
 def apply_table(image, table):

@@ -36,22 +36,33 @@ def coefficients(params):
             for c in range(3)]
 
 
-def normalize(image, params, table=None):
-    """uint8 BGR (H, W, 3) -> float32 (3, H, W) network input. `table`: a uint8 lookup table (256,) to apply
-    to the image first (augment.photometric's deferred one), folded into this one pass."""
+def normalize(image, params):
+    """uint8 BGR (H, W, 3) -> float32 (3, H, W) network input."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f'expected a (H, W, 3) BGR image, got shape {image.shape}')
     channels = cv2.split(np.ascontiguousarray(image))  # contiguous planes convert fastest
     out = np.empty((3,) + image.shape[:2], np.float32)
     for c, (source, scale, offset) in enumerate(coefficients(params)):
-        if table is None:
-            np.multiply(channels[source], np.float32(scale), out=out[c])  # to float32 and scale in one pass
-            out[c] += np.float32(offset)
-        else:  # the same float32 arithmetic on the 256 values, then one lookup per pixel
-            values = np.arange(256, dtype=np.float32) * np.float32(scale) + np.float32(offset)
-            cv2.LUT(channels[source], values[table], dst=out[c])
+        np.multiply(channels[source], np.float32(scale), out=out[c])  # to float32 and scale in one pass
+        out[c] += np.float32(offset)
     return out
+
+
+def to_input(images, params):
+    """A batch of uint8 BGR images (B, H, W, 3), as the training loader gives them, -> the float32 network
+    input (B, 3, H, W) on the same device, with normalize()'s arithmetic. A floating-point batch is taken to
+    be network input already and returned as it is."""
+    if images.is_floating_point():
+        return images
+    if images.dim() != 4 or images.shape[3] != 3:
+        raise ValueError(f'expected a (B, H, W, 3) uint8 BGR batch, got shape {tuple(images.shape)}')
+    import torch  # here: the rest of this file serves the ONNX path too, which needs no torch
+    source, scale, offset = zip(*coefficients(params))
+    planes = images.permute(0, 3, 1, 2)[:, list(source)].float()
+    scale, offset = (torch.tensor(v, dtype=torch.float32, device=images.device)[:, None, None]
+                     for v in (scale, offset))
+    return (planes * scale + offset).contiguous()
 
 
 def denormalize(tensor, params):
