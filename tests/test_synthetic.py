@@ -3,7 +3,6 @@ import os
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
@@ -11,6 +10,7 @@ from pycocotools.coco import COCO
 from cache import synthetic
 from pose.skeleton import COCO_PARTS
 from utils import config as configlib
+from utils import video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTS = dict(min_size=96, max_size=144, max_people=4, seed=3, unannotated=0.3, crowd=0.5, person_min=0.3,
@@ -112,15 +112,7 @@ def test_help():
 
 
 def _read_video(path):
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
+    return [frame for _, frame in video.open_source(path)['frames']]
 
 
 def test_video_people_walk_smoothly(tmp_path):
