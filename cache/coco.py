@@ -21,6 +21,10 @@ from pose import skeleton as skeletons
 from utils.cli import UserError
 
 _JPEG_TAIL = 1024  # bytes searched for the JPEG end-of-image marker
+# OpenCV flag for dataset images: COCO-format annotations describe an image's stored pixels (its width and
+# height in the annotations say so), so an EXIF orientation tag is not applied, as libjpeg-turbo does not
+# (detect.py, on a user's own photos, does apply it)
+AS_STORED = cv2.IMREAD_IGNORE_ORIENTATION
 
 
 def annotation_path(root, split):
@@ -78,7 +82,7 @@ def check_image(file, size):
             f.seek(max(0, os.path.getsize(file) - _JPEG_TAIL))
             if b'\xff\xd9' not in f.read():
                 return 'unreadable'  # truncated: libjpeg would pad it with grey silently
-    image = cv2.imread(file, cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    image = cv2.imread(file, cv2.IMREAD_REDUCED_GRAYSCALE_8 | AS_STORED)
     if image is None:
         return 'unreadable'
     h, w = size

@@ -11,6 +11,7 @@ import numpy as np
 import simplejpeg
 import torch
 
+from cache import coco
 from cache import io as cacheio
 from pose import encode
 from pose import skeleton as skeletons
@@ -59,7 +60,7 @@ def read_image(file, matrix, fast=True):
         except OSError:
             pass  # reported below, as OpenCV's failures are
     if image is None:
-        r, image = 1, cv2.imread(file, cv2.IMREAD_COLOR)
+        r, image = 1, cv2.imread(file, cv2.IMREAD_COLOR | coco.AS_STORED)
     if image is None:
         raise UserError(f'cannot read image {file} (the cache lists it; rebuild the cache with cache.py '
                         f'--force if the dataset changed)')

@@ -153,6 +153,24 @@ def test_jpeg_decode_is_opencvs_and_falls_back_to_it(tmp_path):
                           augment.warp_image(np.ascontiguousarray(bgrx[..., :3]), matrix, (40, 50)))
 
 
+def test_dataset_images_are_read_as_stored_whatever_their_exif_orientation(tmp_path):
+    from PIL import Image
+
+    from cache import coco
+    image = np.zeros((40, 100, 3), np.uint8)
+    image[:, :20] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = str(tmp_path / 'turned.jpg')
+    Image.fromarray(image).save(path, exif=exif.tobytes(), quality=95)
+    assert cv2.imread(path).shape == (100, 40, 3)  # as a viewer shows it; annotations describe the stored
+    assert coco.check_image(path, (40, 100)) is None and coco.check_image(path, (100, 40)) == 'unreadable'
+    for fast in (False, True):
+        decoded, _ = dataset.read_image(path, np.eye(3), fast)
+        decoded = decoded[..., :3]  # BGR of BGRX
+        assert decoded.shape[:2] == (40, 100) and decoded[:, :20].mean() > 200 and decoded[:, 30:].mean() < 50
+
+
 def test_multi_scale_batches_and_sharding(tmp_path):
     sampler = dataset.MultiScaleBatchSampler(11, 2, [(64, 64), (96, 96), (128, 128)], seed=5)
     sizes = set()

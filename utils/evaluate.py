@@ -19,6 +19,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
+from cache.coco import AS_STORED
 from pose import predict as predictor
 from utils.cli import UserError
 from utils.io import atomic_write_text
@@ -103,7 +104,7 @@ def predict_images(run, config, skeleton, stride, images, progress=True):
     options = predictor.options(config)
     results = []
     for path, image_id in tqdm(images, desc='evaluate', unit='image', disable=not progress, leave=False):
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        image = cv2.imread(path, cv2.IMREAD_COLOR | AS_STORED)
         if image is None:
             raise UserError(f'cannot read image {path}')
         people = predictor.predict(run, image, skeleton, stride, **options)
