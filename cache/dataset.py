@@ -1,5 +1,6 @@
 """Training and validation batches from a cache file: read the JPEG, augment (one affine warp of image and
-ignore mask, then colour), encode heatmaps, PAFs and the loss mask (pose/encode.py), normalise the input.
+ignore mask, then colour), encode heatmaps, PAFs and the loss mask (pose/encode.py). The image stays uint8:
+the training process normalises it on its device (transform/normalize.py, to_input).
 
 Worker-safe: records are plain data, every sample opens its own image file, and each sample's random
 stream is seeded by (seed, epoch, index), so results do not depend on the number of workers. Multi-scale
