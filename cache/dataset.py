@@ -31,35 +31,32 @@ def reduction(matrix, enabled=True):
     return max(factors, default=1)
 
 
-def decode_jpeg(data, reduce=1, fast=False, order='BGR'):
+def decode_jpeg(data, reduce=1, order='BGR'):
     """A uint8 image from JPEG bytes by libjpeg-turbo, channels in `order` ('BGR', or 'BGRX' with a fourth
     channel to ignore), scaled by 1/`reduce` (1, 2, 4 or 8) while decoding; None when libjpeg-turbo cannot
-    make BGR of it (not a JPEG, CMYK, corrupt). `fast`: the fast integer IDCT and plain chroma upsampling,
-    a quarter less time for about a grey level of difference from the exact decode (more at colour edges)."""
+    make BGR of it (not a JPEG, CMYK, corrupt). The same pixels as OpenCV's decoder (the same library, the
+    same accurate IDCT and chroma upsampling: the fast ones train on colours that evaluation never sees)."""
     try:
         height, width, *_ = simplejpeg.decode_jpeg_header(data)
         size = (-(-height // reduce), -(-width // reduce))
-        image = simplejpeg.decode_jpeg(data, order, fastdct=fast, fastupsample=fast, min_height=size[0],
-                                       min_width=size[1])
+        image = simplejpeg.decode_jpeg(data, order, min_height=size[0], min_width=size[1])
     except ValueError:
         return None
     return image if image.shape[:2] == size else None
 
 
 def read_image(file, matrix, fast=True):
-    """(uint8 image, matrix from its pixels to the output). With `fast`, a JPEG is decoded by decode_jpeg's
-    fast path into BGRX (augment.warp_image warps 4 channels faster than 3, and gives BGR), at 1/2, 1/4 or
-    1/8 size when the warp shrinks it by that much or more, and the matrix adjusted: reduced pixel i covers
-    source pixels [r*i, r*i + r), so its centre is source pixel r*i + (r - 1)/2. Without `fast`, or for what
-    libjpeg-turbo cannot decode, OpenCV reads the whole image as BGR."""
+    """(uint8 image, matrix from its pixels to the output). A JPEG is decoded by decode_jpeg into BGRX
+    (augment.warp_image warps 4 channels faster than 3, and gives BGR); with `fast`, at 1/2, 1/4 or 1/8 size
+    when the warp shrinks it by that much or more, and the matrix adjusted: reduced pixel i covers source
+    pixels [r*i, r*i + r), so its centre is source pixel r*i + (r - 1)/2. OpenCV reads what libjpeg-turbo
+    cannot decode, whole, as BGR."""
     r = reduction(matrix, fast)
-    image = None
-    if fast:
-        try:
-            with open(file, 'rb') as f:
-                image = decode_jpeg(f.read(), r, fast=True, order='BGRX')
-        except OSError:
-            pass  # reported below, as OpenCV's failures are
+    try:
+        with open(file, 'rb') as f:
+            image = decode_jpeg(f.read(), r, order='BGRX')
+    except OSError:
+        image = None  # reported below, as OpenCV's failures are
     if image is None:
         r, image = 1, cv2.imread(file, cv2.IMREAD_COLOR | coco.AS_STORED)
     if image is None:

@@ -118,7 +118,7 @@ def test_reduced_jpeg_decode_keeps_points_in_place(tmp_path):
         results = []
         for fast in (False, True):
             image, adjusted = dataset.read_image(path, matrix, fast)
-            assert (image.shape[0] < size) == fast and image.shape[2] == (4 if fast else 3)
+            assert (image.shape[0] < size) == fast and image.shape[2] == 4
             warped = augment.warp_image(image, adjusted, out)[..., 0].astype(float) - 128
             r, c = np.mgrid[0:out[0], 0:out[1]]
             centroid = np.array([(c * warped).sum(), (r * warped).sum()]) / warped.sum()
@@ -135,8 +135,6 @@ def test_jpeg_decode_is_opencvs_and_falls_back_to_it(tmp_path):
                     (8, cv2.IMREAD_REDUCED_COLOR_8)):
         expected = cv2.imdecode(data, flag)
         assert np.array_equal(dataset.decode_jpeg(data.tobytes(), r), expected)  # exact: the same libjpeg
-        fast = dataset.decode_jpeg(data.tobytes(), r, fast=True)
-        assert fast.shape == expected.shape and np.abs(fast.astype(int) - expected).mean() < 2
     grey = cv2.imencode('.jpg', image[..., 0])[1].tobytes()
     assert dataset.decode_jpeg(grey).shape == (97, 131, 3)
     png = cv2.imencode('.png', image)[1].tobytes()
