@@ -61,7 +61,7 @@ def build_loader(config, stride, rank, world_size, seed):
 
 def loss_function(config):
     from model import loss
-    return functools.partial(loss.compute, config=config)
+    return functools.partial(loss.compute, params=loss.weights(config))
 
 
 def log(message):

@@ -49,7 +49,7 @@ def benchmark(name, files, mods, args, device):
     batch = synthetic_batch(network, batch_size, args.size)
     optimizer = optim.build_optimizer(network, config)
     trainer = Trainer(network, optimizer, optim.build_scheduler(optimizer, config), [batch],
-                      functools.partial(loss.compute, config=config), device,
+                      functools.partial(loss.compute, params=loss.weights(config)), device,
                       amp=config.getboolean('train', 'amp'), progress=False)
     trainer.started = time.monotonic()
     times = []

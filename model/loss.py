@@ -37,10 +37,10 @@ def masked_l2(prediction, target, mask, normalize='batch'):
     return error.sum() / divisor
 
 
-def compute(outputs, heatmaps, pafs, mask, config):
+def compute(outputs, heatmaps, pafs, mask, params):
     """(total, {'stage<t>/heatmap': term, 'stage<t>/paf': term, ...}) of the network `outputs`
-    [(heatmaps, pafs) per stage] against the targets; the terms are detached, for logging."""
-    params = weights(config)
+    [(heatmaps, pafs) per stage] against the targets, with `params` = weights(config) (read once, not at
+    every step); the terms are detached, for logging."""
     total = torch.zeros((), device=heatmaps.device)
     terms = {}
     for t, (predicted_heatmaps, predicted_pafs) in enumerate(outputs, 1):

@@ -286,6 +286,9 @@ def test_inception_maps_timm_names():
 
 # --- loss ------------------------------------------------------------------------------------------------
 
+DEFAULT_LOSS = losslib.weights(configlib.load())
+
+
 def targets(n=2, h=3, w=4):
     torch.manual_seed(0)
     return torch.rand(n, 19, h, w), torch.rand(n, 38, h, w), torch.ones(n, 1, h, w)
@@ -294,13 +297,14 @@ def targets(n=2, h=3, w=4):
 def test_loss_is_cmu_masked_l2_per_stage_and_branch():
     heatmaps, pafs, mask = targets()
     outputs = [(heatmaps + 1, pafs), (heatmaps, pafs - 2)]
-    total, terms = losslib.compute(outputs, heatmaps, pafs, mask, configlib.load())
+    total, terms = losslib.compute(outputs, heatmaps, pafs, mask, DEFAULT_LOSS)
     assert list(terms) == ['stage1/heatmap', 'stage1/paf', 'stage2/heatmap', 'stage2/paf']
     assert terms['stage1/heatmap'].item() == pytest.approx(0.5 * heatmaps.numel() / 2)   # 0.5 sum / batch
     assert terms['stage1/paf'].item() == 0 and terms['stage2/heatmap'].item() == 0
     assert terms['stage2/paf'].item() == pytest.approx(0.5 * 4 * pafs.numel() / 2)
     assert total.item() == pytest.approx(sum(t.item() for t in terms.values()))
-    mean = losslib.compute(outputs, heatmaps, pafs, mask, configlib.load(mods=['loss/normalize=mean']))[1]
+    mean_loss = losslib.weights(configlib.load(mods=['loss/normalize=mean']))
+    mean = losslib.compute(outputs, heatmaps, pafs, mask, mean_loss)[1]
     assert mean['stage1/heatmap'].item() == pytest.approx(1.0)
     assert mean['stage2/paf'].item() == pytest.approx(4.0)
 
@@ -311,9 +315,9 @@ def test_loss_mask_and_weights():
     noisy = heatmaps.clone()
     noisy[:, :, 0] += 100                               # only where the mask is 0: no loss
     cfg = configlib.load(mods=['loss/heatmap_weight=3', 'loss/paf_weight=0.5'])
-    total, terms = losslib.compute([(noisy, pafs)], heatmaps, pafs, mask, cfg)
+    total, terms = losslib.compute([(noisy, pafs)], heatmaps, pafs, mask, losslib.weights(cfg))
     assert total.item() == 0
-    total, terms = losslib.compute([(heatmaps + 1, pafs + 1)], heatmaps, pafs, mask, cfg)
+    total, terms = losslib.compute([(heatmaps + 1, pafs + 1)], heatmaps, pafs, mask, losslib.weights(cfg))
     unmasked = mask.sum().item() / 2 * 0.5
     assert terms['stage1/heatmap'].item() == pytest.approx(3 * 19 * unmasked)
     assert terms['stage1/paf'].item() == pytest.approx(0.5 * 38 * unmasked)
@@ -322,14 +326,14 @@ def test_loss_mask_and_weights():
 def test_loss_gradient_and_errors():
     heatmaps, pafs, mask = targets()
     prediction = heatmaps.clone().requires_grad_(True)
-    total, terms = losslib.compute([(prediction, pafs)], heatmaps + 1, pafs, mask, configlib.load())
+    total, terms = losslib.compute([(prediction, pafs)], heatmaps + 1, pafs, mask, DEFAULT_LOSS)
     total.backward()
     assert torch.allclose(prediction.grad, torch.full_like(heatmaps, -1 / 2))      # d(0.5 e^2 / N)
     assert not terms['stage1/heatmap'].requires_grad
     with pytest.raises(ValueError, match='differ in shape'):
-        losslib.compute([(heatmaps[..., :3], pafs)], heatmaps, pafs, mask, configlib.load())
+        losslib.compute([(heatmaps[..., :3], pafs)], heatmaps, pafs, mask, DEFAULT_LOSS)
     with pytest.raises(ConfigError, match=r'normalize = .sum.'):
-        losslib.compute([(heatmaps, pafs)], heatmaps, pafs, mask, configlib.load(mods=['loss/normalize=sum']))
+        losslib.weights(configlib.load(mods=['loss/normalize=sum']))
 
 
 # --- ONNX ------------------------------------------------------------------------------------------------
