@@ -49,16 +49,17 @@ def read_image(file, matrix, fast=True):
     """(uint8 image, matrix from its pixels to the output). A JPEG is decoded by decode_jpeg into BGRX
     (augment.warp_image warps 4 channels faster than 3, and gives BGR); with `fast`, at 1/2, 1/4 or 1/8 size
     when the warp shrinks it by that much or more, and the matrix adjusted: reduced pixel i covers source
-    pixels [r*i, r*i + r), so its centre is source pixel r*i + (r - 1)/2. OpenCV reads what libjpeg-turbo
-    cannot decode, whole, as BGR."""
+    pixels [r*i, r*i + r), so its centre is source pixel r*i + (r - 1)/2. OpenCV decodes what libjpeg-turbo
+    cannot (other formats, CMYK), whole, as BGR, from the same bytes."""
     r = reduction(matrix, fast)
     try:
         with open(file, 'rb') as f:
-            image = decode_jpeg(f.read(), r, order='BGRX')
+            data = f.read()
     except OSError:
-        image = None  # reported below, as OpenCV's failures are
-    if image is None:
-        r, image = 1, cv2.imread(file, cv2.IMREAD_COLOR | coco.AS_STORED)
+        data = b''
+    image = decode_jpeg(data, r, order='BGRX') if data else None
+    if image is None and data:
+        r, image = 1, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | coco.AS_STORED)
     if image is None:
         raise UserError(f'cannot read image {file} (the cache lists it; rebuild the cache with cache.py '
                         f'--force if the dataset changed)')
