@@ -15,7 +15,7 @@ def atomic_path(path):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
     try:
         yield tmp
         with open(tmp, 'rb+') as f:
@@ -30,6 +30,10 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# read once, at import: reading it sets it for a moment, which a thread creating files then would see
+_UMASK = _umask()
 
 
 def atomic_write_bytes(path, data):
