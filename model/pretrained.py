@@ -109,6 +109,13 @@ def _rgb_to_bgr(state_dict):
     return state_dict
 
 
+def same_names(module, state_dict):
+    """The entries of a library's state_dict that `module` has under the same names: the from_library of a
+    backbone that keeps part of a library network as it is (mobilenet_v2, resnet)."""
+    own = module.state_dict()
+    return {key: value for key, value in state_dict.items() if key in own}
+
+
 def from_path(backbone, path):
     """(state_dict in the backbone's names, came from a library file) of a weights file `path`."""
     state = read(path)

@@ -84,5 +84,5 @@ class Backbone(nn.Module):
 
     def from_library(self, state_dict):
         """torchvision's MobileNetV2 state_dict -> the features this backbone keeps (same names)."""
-        own = self.state_dict()
-        return {key: value for key, value in state_dict.items() if key in own}
+        from model import pretrained
+        return pretrained.same_names(self, state_dict)
