@@ -1,5 +1,6 @@
-"""Build the cache files of the [dataset] train and val splits (COCO-format keypoints mapped to the [model]
-layout, ignore masks as RLE), or render one augmented sample with its skeleton, heatmaps and PAFs.
+"""Build the cache files of the [dataset] train and val splits and of the training split of every
+[dataset] extra set (COCO-format keypoints mapped to the [model] layout, ignore masks as RLE), or
+render one augmented sample with its skeleton, heatmaps and PAFs.
 
   python cache.py -c overlay.ini                 build both caches unless up to date (--force rebuilds)
   python cache.py --show 3 -o sample.jpg         draw record 3 of the training cache after augmentation
@@ -17,9 +18,11 @@ from utils.io import atomic_write_bytes
 
 def build(config, splits, force):
     train = config.get('dataset', 'train')
-    for split in splits:
+    jobs = [(split, None) for split in splits]
+    jobs += [(train, root) for root in cacheio.extras(config) if train in splits]
+    for split, root in jobs:
         keep_empty = split != train or config.getboolean('dataset', 'train_empty')
-        path, report = coco.build(config, split, force=force, keep_empty=keep_empty)
+        path, report = coco.build(config, split, force=force, keep_empty=keep_empty, root=root)
         if report is None:
             print(f'{path}: up to date (--force rebuilds it)')
             continue
@@ -29,7 +32,7 @@ def build(config, splits, force):
             if files:
                 listed = ', '.join(files[:5]) + (' ...' if len(files) > 5 else '')
                 print(f'  skipped {len(files)} {problem} image(s): {listed}')
-    files = [cacheio.path(config, s) for s in (train, config.get('dataset', 'val'))]
+    files = cacheio.files(config, train) + [cacheio.path(config, config.get('dataset', 'val'))]
     if all(os.path.isfile(f) for f in files):
         coco.check_disjoint(config)
 

@@ -241,6 +241,45 @@ def convert(caffemodel, mapping=MAPPING, files=(), mods=()):
     return {'model': weights, 'config': config_text(config)}
 
 
+def condition(checkpoint, source_norm=None, calibration=None):
+    """`checkpoint` with well-conditioned weights for fine-tuning (model/equalize.py): the first convolution
+    takes input normalised as the checkpoint's [input] says instead of `source_norm` (how the source file's
+    network reads pixels; None: the same), and every hidden channel is rescaled to unit size on the
+    `calibration` images (default: the fetched photos, else noise). The maps stay the same."""
+    import model as models
+    from model import equalize
+    from transform import normalize
+    from utils import fetch
+    config = configlib.loads(checkpoint['config'])
+    network = models.build(config, pretrained=False)
+    network.load_state_dict(checkpoint['model'])
+    network.eval()
+    norm = normalize.params(config)
+    if source_norm is not None and source_norm != norm:
+        if source_norm['channel_order'] != norm['channel_order']:
+            raise ValueError('changing the channel order of a converted network is not supported')
+        first = next(m for m in network.modules() if isinstance(m, torch.nn.Conv2d))
+        equalize.renormalize_input(first, source_norm, norm)
+    if calibration is None:
+        calibration = sorted((fetch.photos(download=False) or {}).values())
+    images = equalize.calibration_batch(calibration, norm)
+    try:
+        network = equalize.equalize(network, images)
+    except ValueError as error:
+        raise cli.UserError(f'cannot rescale the converted network: {error} (--folded keeps it as it is)') \
+            from None
+    return dict(checkpoint, model={k: v.contiguous() for k, v in network.state_dict().items()})
+
+
+def calibration_arguments(p):
+    """The converters' options for condition()."""
+    p.add_argument('--calibration', nargs='+', metavar='IMAGE',
+                   help='real images on which hidden channels are rescaled to unit size for fine-tuning '
+                        '(default: the photos of python -m utils.fetch photos, else noise)')
+    p.add_argument('--folded', action='store_true',
+                   help="keep the file's own weight scales (fine-tuning them is ill-conditioned)")
+
+
 def save(checkpoint, path):
     """Write a converted checkpoint atomically."""
     with atomic_path(path) as tmp:
@@ -254,10 +293,13 @@ def main(argv=None):
     p.add_argument('caffemodel', help="CMU's pose_iter_440000.caffemodel (or another model the mapping fits)")
     p.add_argument('-o', '--output', help='checkpoint to write (default: the caffemodel with .pt)')
     p.add_argument('--mapping', default=MAPPING, help='Caffe layer name -> parameter name mapping file')
+    calibration_arguments(p)
     args = p.parse_args(argv)
     output = args.output or os.path.splitext(args.caffemodel)[0] + '.pt'
     start = time.perf_counter()
     checkpoint = convert(args.caffemodel, args.mapping, args.config, args.modify)
+    if not args.folded:
+        checkpoint = condition(checkpoint, calibration=args.calibration)
     save(checkpoint, output)
     count = sum(t.numel() for t in checkpoint['model'].values())
     print(f'{output}: {len(checkpoint["model"])} tensors, {count / 1e6:.1f}M parameters, '

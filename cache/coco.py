@@ -165,12 +165,13 @@ def build_records(data, folder, skeleton, keep_empty=True, workers=None):
     return records, skipped
 
 
-def build(config, split, force=False, keep_empty=True):
-    """Build the cache of `split` unless it is up to date (or `force`). Returns (path, report): report is
-    None when nothing was built, else {'records': n, 'people': n, 'missing': [path], 'unreadable': [path]}."""
-    root = config.get('dataset', 'root')
+def build(config, split, force=False, keep_empty=True, root=None):
+    """Build the cache of `split` of [dataset] root (or of `root`, one of [dataset] extra) unless it is up to
+    date (or `force`). Returns (path, report): report is None when nothing was built, else {'records': n,
+    'people': n, 'missing': [path], 'unreadable': [path]}."""
     skeleton = skeletons.load(config.get('model', 'layout'))
-    file = cacheio.path(config, split)
+    file = cacheio.path(config, split, root)
+    root = root or config.get('dataset', 'root')
     source = source_of(root, split)
     if not force and up_to_date(file, source, skeleton):
         return file, None
@@ -195,10 +196,11 @@ def shared_images(records_a, records_b):
 
 
 def check_disjoint(config):
-    """UserError when the training and validation caches share an image."""
+    """UserError when the training caches ([dataset] extra included) and the validation cache share an
+    image."""
     skeleton = skeletons.load(config.get('model', 'layout'))
     train, val = config.get('dataset', 'train'), config.get('dataset', 'val')
-    _, a = cacheio.read(cacheio.path(config, train), skeleton)
+    a = [r for file in cacheio.files(config, train) for r in cacheio.read(file, skeleton)[1]]
     _, b = cacheio.read(cacheio.path(config, val), skeleton)
     shared = shared_images(a, b)
     if shared:

@@ -148,8 +148,10 @@ class PoseDataset(torch.utils.data.Dataset):
 
     def __init__(self, config, split, train=True, stride=8, seed=None):
         self.skeleton = skeletons.load(config.get('model', 'layout'))
-        self.file = cacheio.path(config, split)
+        self.file, *extra = cacheio.files(config, split) if train else [cacheio.path(config, split)]
         self.header, self.records = cacheio.read(self.file, self.skeleton)
+        for file in extra:  # [dataset] extra: more datasets' training images
+            self.records = self.records + cacheio.read(file, self.skeleton)[1]
         self.train, self.stride = train, stride
         self.sizes = input_sizes(config, stride)
         self.plan = augment.plan(config, train)

@@ -19,10 +19,30 @@ class CacheError(UserError):
     """A cache file is missing, unreadable, or of another format version or layout."""
 
 
-def path(config, split):
-    """The cache file of `split`: <[dataset] cache>/<layout>_<split>.pkl."""
+def path(config, split, root=None):
+    """The cache file of `split`: <[dataset] cache>/<layout>_<split>.pkl, or for the dataset at `root` (one
+    of [dataset] extra) <layout>_<split>@<root's folder name>.pkl."""
     layout = os.path.splitext(os.path.basename(config.get('model', 'layout')))[0]
-    return os.path.join(config.get('dataset', 'cache'), f'{layout}_{split}.pkl')
+    suffix = f'@{os.path.basename(os.path.normpath(root))}' if root else ''
+    return os.path.join(config.get('dataset', 'cache'), f'{layout}_{split}{suffix}.pkl')
+
+
+def extras(config):
+    """The roots of [dataset] extra: more COCO-format datasets whose [dataset] train split joins training."""
+    roots = config.getlist('dataset', 'extra')
+    names = [os.path.basename(os.path.normpath(r)) for r in roots]
+    if len(set(names)) < len(names):
+        raise UserError(f'[dataset] extra = {" ".join(roots)}: two datasets share a folder name, so their '
+                        f'caches would collide; rename one')
+    return roots
+
+
+def files(config, split):
+    """The cache files of `split`: its own, and for the training split those of the [dataset] extra sets."""
+    own = [path(config, split)]
+    if split != config.get('dataset', 'train'):
+        return own
+    return own + [path(config, split, root) for root in extras(config)]
 
 
 def write(file, header, records):

@@ -13,7 +13,7 @@ def real_data():
     def find(name):
         path = realdata.folder(name)
         if path is None:
-            pytest.skip(f'real data {os.path.join(realdata.root(), name)} is absent (it lives in ../shared/data '
-                        f'of a development checkout, or set POSE_REAL_DATA)')
+            pytest.skip(f'real data {os.path.join(realdata.root(), name)} is absent (it lives in '
+                        f'../shared/data of a development checkout, or set POSE_REAL_DATA)')
         return path
     return find

