@@ -63,7 +63,8 @@ def main():
         print(f'note: [{section}] {option} = {theirs} comes with the network (the config says {mine})')
     limit = config.getint('eval', 'limit') if args.limit is None else args.limit
     if args.annotations:
-        images = evaluation.coco_images(args.annotations, args.images)
+        images = evaluation.coco_images(args.annotations, args.images, network['skeleton'],
+                                         config.get('dataset', 'category', fallback=''))
         images, annotations = images[:limit] if limit > 0 else images, args.annotations
     else:
         images, annotations = evaluation.cache_images(config, limit)
