@@ -119,3 +119,17 @@ def test_cache_train_evaluate_on_real_sets(name, real_data, tmp_path):
     assert 0.3 < ours['AP'] <= 1
     # a derived part (CMU's neck, BODY_25's mid-hip) is not scored: results hold the dataset's keypoints only
     assert all(len(r['keypoints']) == 3 * len(names) for r in results)
+
+
+def test_detect_json_speaks_the_layouts_own_parts(tmp_path):
+    import detect
+    s = skeletons.load('crowdpose14')
+    keypoints = np.zeros((len(s.parts), 3), np.float32)
+    keypoints[s.parts.index('head')] = (10.5, 20.25, 0.9)
+    keypoints[s.parts.index('neck')] = (11, 30, 0)  # missing: written as 0, 0, 0
+    frames = [detect.frame_record(0, 'a.jpg', [{'keypoints': keypoints, 'score': 0.5}], [7], s)]
+    detect.write_json(str(tmp_path / 'people.json'), frames, s, 'a.jpg')
+    document = json.load(open(tmp_path / 'people.json'))
+    assert document['layout'] == 'crowdpose14' and document['keypoint_names'] == list(s.parts)
+    values = document['frames'][0]['people'][0]['keypoints']
+    assert len(values) == 3 * 14 and values[36:42] == [10.5, 20.25, 0.9, 0, 0, 0]
