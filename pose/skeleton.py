@@ -165,7 +165,7 @@ class _Reader:
             stripped = line.strip()
             if stripped.startswith('['):
                 inside = stripped.strip('[]').strip() == section
-            elif inside and stripped.startswith(needle):
+            elif inside and any(form.startswith(needle) for form in _forms(stripped)):
                 return number
         return 0
 
@@ -173,6 +173,17 @@ class _Reader:
         number = self.line(section, needle)
         where = f', line {number}' if number else ''
         return LayoutError(f'layout file {self.path}{where}: {message}')
+
+
+def _forms(line):
+    """A layout line as written, its value after '=', and both with quotes resolved (to find an entry)."""
+    forms = [line, line.split('=', 1)[-1].strip()]
+    for form in forms[:2]:
+        try:
+            forms.append(' '.join(_split(form)))
+        except ValueError:
+            pass
+    return forms
 
 
 def _split(text):
@@ -281,11 +292,15 @@ def load(name):
         raise LayoutError(f'layout file {path}: [limbs] limbs lists no limb')
     flip = list(range(len(parts)))
     for a, b in _pairs(parser, reader, 'flip', 'pairs', parts, 'flip pair'):
+        if flip[a] != a or flip[b] != b:
+            twice = parts[a] if flip[a] != a else parts[b]
+            raise reader.error('flip', f'{parts[a]} {parts[b]}', f'flip pairs: part {twice!r} is in two '
+                                                                 f'pairs')
         flip[a], flip[b] = b, a
-    skeleton = Skeleton(os.path.splitext(os.path.basename(path))[0], tuple(parts), tuple(limbs),
-                        tuple(flip), tuple(sources), _fields(parser, reader), _sigmas(parser, reader))
-    try:
-        _ = skeleton.limb_flip
-    except KeyError:
-        raise LayoutError(f'layout file {path}: the mirror image of some limb is not a limb') from None
-    return skeleton
+    for a, b in limbs:
+        if (flip[a], flip[b]) not in limbs and (flip[b], flip[a]) not in limbs:
+            raise reader.error('limbs', f'{parts[a]} {parts[b]}',
+                               f'limb {parts[a]!r} -> {parts[b]!r}: its mirror image {parts[flip[a]]!r} -> '
+                               f'{parts[flip[b]]!r} is not a limb (a flip would lose it)')
+    return Skeleton(os.path.splitext(os.path.basename(path))[0], tuple(parts), tuple(limbs), tuple(flip),
+                    tuple(sources), _fields(parser, reader), _sigmas(parser, reader))

@@ -157,11 +157,17 @@ def test_the_datasets_own_spelling(tmp_path):
      r"mine.ini, line 3: \[parts\] 'nose' occurs twice"),
     ('[parts]\nnose = nose\neye = eye\n[limbs]\nlimbs =\n    nose eye\n    nose elbow\n',
      r"mine.ini, line 7: limb 'nose elbow' must name two different parts"),
+    ('[parts]\nnose = nose\nLeft Eye = eye\n[limbs]\nlimbs = nose "Left Eye" \n  nose Eye\n',
+     r"mine.ini, line 6: limb 'nose Eye' must name two different parts"),
     ('[parts]\nnose = nose\neye = eye\n[limbs]\nlimbs = nose eye\n[sigmas]\nnose = wide\n',
      r"mine.ini, line 7: \[sigmas\] nose = 'wide' is not a positive number"),
     ('[parts]\nnose = "nose\n[limbs]\nlimbs = nose eye\n',
      r"mine.ini, line 2: part 'nose': No closing quotation"),
     ('[parts]\nnose = nose\n', r'mine.ini: no \[limbs\] section'),
+    ('[parts]\na = a\nleft = l\nright = r\n[limbs]\nlimbs =\n    a left\n[flip]\npairs = left right\n',
+     r"mine.ini, line 7: limb 'a' -> 'left': its mirror image 'a' -> 'right' is not a limb"),
+    ('[parts]\na = a\nb = b\nc = c\n[limbs]\nlimbs = a b\n    b c\n[flip]\npairs =\n    a b\n    a c\n',
+     r"mine.ini, line 11: flip pairs: part 'a' is in two pairs"),
 ])
 def test_malformed_layout_files_are_one_line_errors_naming_file_and_line(tmp_path, text, words):
     path = tmp_path / 'mine.ini'
