@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
 from cache import coco
@@ -27,7 +28,7 @@ SETS = {  # folder, annotation file, layout, extra keypoint fields the reference
 }
 TINY = ['input/height=64', 'input/width=64', 'eval/height=64', 'model/stage_channels=16', 'model/stages=1',
         'train/batch_size=2', 'train/workers=0', 'train/threads=1', 'train/warmup=0', 'train/scheduler=none',
-        'train/steps=2', 'hooks/evaluate=1h', 'hooks/evaluate_limit=0', 'hooks/images=0', 'hooks/scalars=0',
+        'train/steps=2', 'hooks/evaluate=1h', 'hooks/evaluate_limit=0', 'hooks/images=1h', 'hooks/scalars=0',
         # an untrained network's maps are flat: decode even weak people, so the evaluation scores some
         'decode/peak_threshold=0.001', 'decode/paf_threshold=-1', 'decode/min_above=0', 'decode/min_parts=1',
         'decode/min_score=0']
@@ -100,6 +101,9 @@ def test_cache_train_evaluate_on_real_sets(name, real_data, tmp_path):
     run = tmp_path / 'run'
     summary = train.run(config, str(run), progress=False)
     assert summary['step'] == 2
+    events = EventAccumulator(str(run), size_guidance={'images': 0})
+    events.Reload()  # TensorBoard images drawn in the layout's own skeleton
+    assert {'images/ground_truth', 'images/people'} <= set(events.Tags()['images'])
     results = json.load(open(run / 'eval' / 'results-00000002.json'))
     metrics = json.load(open(run / 'eval' / 'metrics-00000002.json'))
     names = skeleton.keypoint_names(json.load(open(os.path.join(folder, file)))['categories'][0]['keypoints'])
