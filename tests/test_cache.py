@@ -270,3 +270,20 @@ def test_cache_py_names_a_broken_layout_file_in_one_line(source, tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and 'Traceback' not in result.stderr
     assert result.stderr.strip().count('\n') == 0 and 'broken.ini, line 5' in result.stderr
+
+
+def test_check_rle_catches_what_would_crash_a_loader_worker():
+    from cache import annotations
+    h, w = 20, 30
+    mask = np.zeros((h, w), np.uint8, order='F')
+    mask[3:9, 4:12] = 1
+    compressed = maskutils.encode(mask)
+    compressed = dict(compressed, counts=compressed['counts'].decode('ascii'))
+    listed = {'counts': synthetic.rle_counts(mask), 'size': [h, w]}
+    assert annotations.check_rle(compressed, h, w) is None and annotations.check_rle(listed, h, w) is None
+    assert 'not the image' in annotations.check_rle(dict(listed, counts=listed['counts'][:-1]), h, w)
+    assert 'not the image' in annotations.check_rle(dict(compressed, counts=compressed['counts'][:-2]), h, w)
+    assert 'neither a list' in annotations.check_rle(dict(compressed, counts='~~ \x00'), h, w)
+    swapped = annotations.check_rle(dict(listed, size=[w, h]), h, w)
+    assert "RLE size [30, 20] is not the image's [20, 30]" in swapped
+    assert 'not all integers' in annotations.check_rle(dict(listed, counts=[1.5, 2]), h, w)
