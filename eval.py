@@ -1,5 +1,6 @@
 """Evaluate a network with COCO's keypoint metric (pycocotools' COCOeval: AP, AP50, AP75, APm, APl, AR)
-on the validation split's cache ([dataset] val), or on a COCO annotation file and its image folder.
+on the validation split's cache ([dataset] val), or on a COCO annotation file and its image folder, for any
+keypoint dataset: its own keypoints and category, the layout's OKS sigmas (utils/evaluate.py).
 
 Each image is resized to [eval] height (aspect kept, padded to the stride), optionally also run at
 [eval] scales and mirrored ([eval] flip), decoded with [decode] and mapped back to the image. The network
