@@ -17,20 +17,15 @@ import train
 from cache import coco, dataset
 from cache import io as cacheio
 from utils import config as configlib
-from utils import realdata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPLIT = 'train2017'
 
 
 @pytest.fixture(scope='module')
-def mini(tmp_path_factory):
-    """A copy of coco-mini: (its folder, its annotations, the image names with people, those without).
-    Module-wide, so it asks utils.realdata itself (the real_data fixture is per test)."""
-    source = realdata.folder('coco-mini')
-    if source is None:
-        pytest.skip(f'real data {os.path.join(realdata.root(), "coco-mini")} is absent (it lives in '
-                    f'../shared/data of a development checkout, or set POSE_REAL_DATA)')
+def mini(tmp_path_factory, real_data):
+    """A copy of coco-mini: (its folder, its annotations, the image names with people, those without)."""
+    source = real_data('coco-mini')
     folder = tmp_path_factory.mktemp('coco-mini')
     shutil.copytree(source, folder, dirs_exist_ok=True)
     data = json.load(open(folder / 'annotations' / f'person_keypoints_{SPLIT}.json'))
