@@ -1,6 +1,7 @@
 """Build the cache files of the [dataset] train and val splits and of the training split of every
 [dataset] extra set (COCO-format keypoints mapped to the [model] layout, ignore masks as RLE), or
-render one augmented sample with its skeleton, heatmaps and PAFs.
+render one augmented sample with its skeleton, heatmaps and PAFs. Every bad annotation and unusable image
+is listed (file, annotation id, image, what is wrong) and skipped.
 
   python cache.py -c overlay.ini                 build both caches unless up to date (--force rebuilds)
   python cache.py --show 3 -o sample.jpg         draw record 3 of the training cache after augmentation
@@ -27,11 +28,14 @@ def build(config, splits, force):
             print(f'{path}: up to date (--force rebuilds it)')
             continue
         print(f'{path}: {report["records"]} images, {report["people"]} people')
+        for line in report['annotations']:
+            print(f'  {line}')
         for problem in ('missing', 'unreadable'):
             files = report[problem]
             if files:
-                listed = ', '.join(files[:5]) + (' ...' if len(files) > 5 else '')
-                print(f'  skipped {len(files)} {problem} image(s): {listed}')
+                print(f'  skipped {len(files)} {problem} image(s):')
+                for file in files:
+                    print(f'    {file}: {report["why"][file]}')
     files = cacheio.files(config, train) + [cacheio.path(config, config.get('dataset', 'val'))]
     if all(os.path.isfile(f) for f in files):
         coco.check_disjoint(config)

@@ -6,8 +6,9 @@ The network is --onnx FILE (ONNX Runtime), --checkpoint FILE, or the newest chec
 folder; its layout and input normalisation come with it. Person ids persist across video frames.
 
 --json holds {"layout", "keypoint_names", "source", "frames": [{"frame", "image", "people": [{"id",
-"score", "keypoints"}]}]} with keypoints in COCO-17 order as [x, y, score] * 17 in image pixels
-(a missing point is 0, 0, 0) and the decoder's person score (pose/decode.py).
+"score", "keypoints"}]}]} with keypoints in the layout's own part order (its names listed once, in
+"keypoint_names") as [x, y, score] per part in image pixels (a missing point is 0, 0, 0) and the decoder's
+person score (pose/decode.py).
 """
 
 import contextlib
@@ -21,7 +22,6 @@ from tqdm import tqdm
 from model import runner
 from pose import predict as predictor
 from pose.draw import draw_people
-from pose.skeleton import COCO_PARTS
 from pose.track import Tracker
 from utils import cli, video
 from utils.io import atomic_write_text
@@ -92,12 +92,13 @@ def frame_record(index, name, people, ids, skeleton):
     """One frame of the --json output."""
     return {'frame': index, 'image': name, 'people': [
         {'id': int(i), 'score': round(float(p['score']), 5),
-         'keypoints': [round(float(v), 2) for v in skeleton.to_coco(p['keypoints'])[0].reshape(-1)]}
+         'keypoints': [round(float(v), 2) for x, y, score in p['keypoints']
+                       for v in ((x, y, score) if score > 0 else (0, 0, 0))]}
         for p, i in zip(people, ids)]}
 
 
 def write_json(path, frames, skeleton, source):
-    document = {'layout': skeleton.name, 'keypoint_names': list(COCO_PARTS), 'source': source,
+    document = {'layout': skeleton.name, 'keypoint_names': list(skeleton.parts), 'source': source,
                 'frames': frames}
     atomic_write_text(path, json.dumps(document))
 

@@ -1,5 +1,6 @@
 """Evaluate a network with COCO's keypoint metric (pycocotools' COCOeval: AP, AP50, AP75, APm, APl, AR)
-on the validation split's cache ([dataset] val), or on a COCO annotation file and its image folder.
+on the validation split's cache ([dataset] val), or on a COCO annotation file and its image folder, for any
+keypoint dataset: its own keypoints and category, the layout's OKS sigmas (utils/evaluate.py).
 
 Each image is resized to [eval] height (aspect kept, padded to the stride), optionally also run at
 [eval] scales and mirrored ([eval] flip), decoded with [decode] and mapped back to the image. The network
@@ -63,7 +64,8 @@ def main():
         print(f'note: [{section}] {option} = {theirs} comes with the network (the config says {mine})')
     limit = config.getint('eval', 'limit') if args.limit is None else args.limit
     if args.annotations:
-        images = evaluation.coco_images(args.annotations, args.images)
+        images = evaluation.coco_images(args.annotations, args.images, network['skeleton'],
+                                         config.get('dataset', 'category', fallback=''))
         images, annotations = images[:limit] if limit > 0 else images, args.annotations
     else:
         images, annotations = evaluation.cache_images(config, limit)

@@ -58,9 +58,20 @@ def clip_box(box, width, height):
     return [x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0)]
 
 
-def annotate(people, skeleton, size, limits):
+def vocabulary(skeleton):
+    """The keypoint names the written dataset declares: COCO's 17 in COCO's order when the layout's parts
+    are made of them, else the layout's own source keypoints in part order (so the layout reads it back)."""
+    if skeleton.fields:
+        raise UserError(f'layout {skeleton.name!r} draws parts from extra annotation fields '
+                        f'({", ".join(f for f, _ in skeleton.fields)}); autolabel.py writes only "keypoints"')
+    names = list(dict.fromkeys(n for source in skeleton.sources for n in source))
+    return skeletons.COCO_PARTS if set(names) <= set(skeletons.COCO_PARTS) else tuple(names)
+
+
+def annotate(people, skeleton, size, limits, names=skeletons.COCO_PARTS):
     """COCO annotations (without ids) of one image's decoded `people` (pose.decode's dicts in input
-    pixels) in an image of `size` (h, w): labelled people and ignore regions, as the module text says."""
+    pixels) in an image of `size` (h, w), keypoints in the order of `names` (vocabulary()): labelled people
+    and ignore regions, as the module text says."""
     height, width = size
     result = []
     for person in people:
@@ -74,7 +85,7 @@ def annotate(people, skeleton, size, limits):
             labelled = keypoints.copy()
             labelled[:, 2] = np.where(sure, 2, 0)
             labelled[~sure, :2] = 0
-            coco = skeleton.to_coco(labelled)[0]
+            coco = skeleton.to_dataset(labelled, names)[0]
             radius = max(4.0, 0.08 * max(box[2], box[3]))
             discs = [_disc(x, y, radius) for x, y, _ in keypoints[found & ~sure]]
             result.append({'category_id': 1, 'iscrowd': 0,
@@ -116,6 +127,7 @@ def label(run, config, skeleton, stride, inputs, output, split='train', every=0,
     if os.path.exists(output) and not force:
         raise UserError(f'{output} exists: choose another --output or pass --force to replace it')
     options = predictor.options(config)
+    names = vocabulary(skeleton)
     parent = os.path.dirname(os.path.abspath(output))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix='.autolabel-', dir=parent)
@@ -133,15 +145,14 @@ def label(run, config, skeleton, stride, inputs, output, split='train', every=0,
             images.append({'id': image_id, 'file_name': file_name, 'height': image.shape[0],
                            'width': image.shape[1]})
             people = predictor.predict(run, image, skeleton, stride, **options)
-            for ann in annotate(people, skeleton, image.shape[:2], limits):
+            for ann in annotate(people, skeleton, image.shape[:2], limits, names):
                 annotations.append(dict(ann, id=len(annotations) + 1, image_id=image_id))
         if not images:
             raise UserError(f'no image or video frame in {" ".join(map(str, inputs))}')
         data = {'info': {'description': 'auto-labelled by autolabel.py', 'thresholds': limits},
                 'images': images, 'annotations': annotations,
                 'categories': [{'id': 1, 'name': 'person', 'supercategory': 'person',
-                                'keypoints': list(skeletons.COCO_PARTS),
-                                'skeleton': [list(p) for p in skeletons.COCO_SKELETON]}]}
+                                'keypoints': list(names), 'skeleton': _limbs(skeleton, names)}]}
         path = os.path.join(tmp, 'annotations', f'person_keypoints_{split}.json')
         with open(path, 'w', encoding='utf-8') as f:
             json.dump(data, f)
@@ -153,6 +164,15 @@ def label(run, config, skeleton, stride, inputs, output, split='train', every=0,
         raise
     labelled = sum(1 for a in annotations if a['num_keypoints'] > 0)
     return {'images': len(images), 'people': labelled, 'ignored': len(annotations) - labelled}
+
+
+def _limbs(skeleton, names):
+    """The layout's limbs between keypoints of `names` as COCO's 1-based "skeleton" pairs."""
+    if tuple(names) == skeletons.COCO_PARTS:
+        return [list(pair) for pair in skeletons.COCO_SKELETON]
+    index = skeleton.dataset_index(names)
+    where = {k: j + 1 for j, k in enumerate(index) if k >= 0}
+    return [[where[a], where[b]] for a, b in skeleton.limbs if a in where and b in where]
 
 
 def _unique(name, taken):

@@ -1,66 +1,64 @@
 """COCO-format keypoint datasets -> cache records (see cache/io.py for the record format).
 
-Reads COCO 2014/2017 layouts and any COCO-format keypoint set (the synthetic one included): annotations
-in <root>/annotations/person_keypoints_<split>.json, images in <root>/images/<split>/ or <root>/<split>/.
-Keypoints map into the chosen layout with Skeleton.from_coco. Crowds and people without labelled
-keypoints become one COCO RLE ignore mask per image. Missing or unreadable images are counted, reported
-and skipped. A cache that is up to date with its source is not rebuilt unless forced.
+Reads COCO 2014/2017 and any COCO-format keypoint set (the synthetic one, CrowdPose, AP-10K,
+COCO-WholeBody, a labelling tool's export): by default annotations in
+<root>/annotations/person_keypoints_<split>.json and images in <root>/images/<split>/ or <root>/<split>/;
+[dataset] <split>_annotations and <split>_images name any other file and folder. Annotations are read and
+checked by cache/annotations.py (bad ones are reported and skipped) and keypoints map into the chosen
+layout with Skeleton.from_dataset. Crowds and people without labelled keypoints become one COCO RLE
+ignore mask per image. Missing or unusable images are reported, with why, and skipped. A cache that is up
+to date with its source is not rebuilt unless forced.
 """
 
 import concurrent.futures
-import json
 import os
 
-import cv2
 import numpy as np
 from pycocotools import mask as maskutils
 from tqdm import tqdm
 
+from cache import annotations as annotationlib
+from cache import images as imagelib
 from cache import io as cacheio
 from pose import skeleton as skeletons
 from utils.cli import UserError
 
-_JPEG_TAIL = 1024  # bytes searched for the JPEG end-of-image marker
-# OpenCV flag for dataset images: COCO-format annotations describe an image's stored pixels (its width and
-# height in the annotations say so), so an EXIF orientation tag is not applied, as libjpeg-turbo does not
-# (detect.py, on a user's own photos, does apply it)
-AS_STORED = cv2.IMREAD_IGNORE_ORIENTATION
+AS_STORED = imagelib.AS_STORED
+load_json = annotationlib.load_json
 
 
-def annotation_path(root, split):
-    return os.path.join(root, 'annotations', f'person_keypoints_{split}.json')
+def _option(config, split, what):
+    """[dataset] <split>_<what> when `split` is the train or val split and the option is set, else ''."""
+    for role in ('train', 'val'):
+        if config is not None and config.get('dataset', role) == split:
+            return config.get('dataset', f'{role}_{what}')
+    return ''
 
 
-def image_folder(root, split):
-    """<root>/images/<split> (2017 layout and the synthetic set) or <root>/<split> (2014 layout)."""
-    candidates = [os.path.join(root, 'images', split), os.path.join(root, split)]
+def annotation_path(root, split, config=None):
+    """[dataset] <split>_annotations, or <root>/annotations/person_keypoints_<split>.json."""
+    return _option(config, split, 'annotations') or os.path.join(root, 'annotations',
+                                                                 f'person_keypoints_{split}.json')
+
+
+def image_folder(root, split, config=None):
+    """[dataset] <split>_images, or <root>/images/<split> (2017 layout and the synthetic set) or
+    <root>/<split> (2014 layout)."""
+    named = _option(config, split, 'images')
+    candidates = [named] if named else [os.path.join(root, 'images', split), os.path.join(root, split)]
     for folder in candidates:
         if os.path.isdir(folder):
             return folder
     raise UserError(f'no image folder for split {split!r}: tried {" and ".join(candidates)}')
 
 
-def load_json(file):
-    if not os.path.isfile(file):
-        raise UserError(f'annotation file not found: {file} (for the synthetic set run: '
-                        f'python -m cache.synthetic)')
-    try:
-        with open(file, encoding='utf-8') as f:
-            data = json.load(f)
-    except (OSError, ValueError) as error:
-        raise UserError(f'cannot read annotation file {file}: {error}') from None
-    missing = [key for key in ('images', 'annotations') if key not in data]
-    if missing:
-        raise UserError(f'{file} is not a COCO annotation file: no {" or ".join(missing)}')
-    return data
-
-
-def source_of(root, split):
-    """What a cache of `split` is built from: paths, size and mtime of the annotation file."""
-    file = os.path.abspath(annotation_path(root, split))
+def source_of(root, split, config=None):
+    """What a cache of `split` is built from: paths, size and mtime of the annotation file, category."""
+    file = os.path.abspath(annotation_path(root, split, config))
     stat = os.stat(file) if os.path.isfile(file) else None
-    return {'annotations': file, 'images': os.path.abspath(image_folder(root, split)),
-            'split': split, 'source_size': stat and stat.st_size, 'source_mtime': stat and stat.st_mtime_ns}
+    return {'annotations': file, 'images': os.path.abspath(image_folder(root, split, config)),
+            'split': split, 'source_size': stat and stat.st_size, 'source_mtime': stat and stat.st_mtime_ns,
+            'category': config.get('dataset', 'category') if config is not None else ''}
 
 
 def up_to_date(file, source, skeleton):
@@ -74,21 +72,9 @@ def up_to_date(file, source, skeleton):
 
 
 def check_image(file, size):
-    """None when `file` decodes (at 1/8 scale: cheap) to the size (h, w) annotated, else why not."""
-    if not os.path.isfile(file):
-        return 'missing'
-    if file.lower().endswith(('.jpg', '.jpeg')):
-        with open(file, 'rb') as f:
-            f.seek(max(0, os.path.getsize(file) - _JPEG_TAIL))
-            if b'\xff\xd9' not in f.read():
-                return 'unreadable'  # truncated: libjpeg would pad it with grey silently
-    image = cv2.imread(file, cv2.IMREAD_REDUCED_GRAYSCALE_8 | AS_STORED)
-    if image is None:
-        return 'unreadable'
-    h, w = size
-    if image.shape[0] not in (h // 8, -(-h // 8)) or image.shape[1] not in (w // 8, -(-w // 8)):
-        return 'unreadable'  # another image than the annotation describes (JPEG rounds up, others down)
-    return None
+    """None when `file` decodes to the size (h, w) annotated, else 'missing' or 'unreadable'."""
+    found = imagelib.problem(file, size)
+    return found and found[0]
 
 
 def ignore_rle(annotations, h, w):
@@ -110,17 +96,17 @@ def ignore_rle(annotations, h, w):
     return maskutils.merge(rles) if rles else None
 
 
-def make_record(image, annotations, folder, skeleton):
-    """The cache record of one COCO image entry and its person annotations."""
+def make_record(image, annotations, folder, skeleton, names=skeletons.COCO_PARTS):
+    """The cache record of one image entry and its annotations (keypoints over `names`)."""
     h, w = int(image['height']), int(image['width'])
     people = [a for a in annotations if is_person(a)]
     ignored = [a for a in annotations if not is_person(a)]
-    coco = np.array([a['keypoints'] for a in people], np.float32).reshape(len(people), 17, 3)
+    keypoints = np.array([a['keypoints'] for a in people], np.float32).reshape(len(people), len(names), 3)
     return {
         'image': os.path.abspath(os.path.join(folder, image['file_name'])),
         'image_id': int(image['id']),
         'size': (h, w),
-        'keypoints': skeleton.from_coco(coco),
+        'keypoints': skeleton.from_dataset(keypoints, names),
         'boxes': np.array([a['bbox'] for a in people], np.float32).reshape(len(people), 4),
         'ignore': ignore_rle(ignored, h, w),
     }
@@ -135,56 +121,51 @@ def is_person(ann):
     return any(v > 0 for v in ann.get('keypoints', [])[2::3])
 
 
-def person_annotations(data):
-    """{image id: [annotations of category person]}; COCO's person category is 1."""
-    person = [c['id'] for c in data.get('categories', []) if c.get('name') == 'person'] or [1]
-    by_image = {}
-    for ann in data['annotations']:
-        if ann.get('category_id', person[0]) in person:
-            by_image.setdefault(ann['image_id'], []).append(ann)
-    return by_image
-
-
-def build_records(data, folder, skeleton, keep_empty=True, workers=None):
-    """(records, skipped) for a loaded COCO json; skipped: {'missing': [paths], 'unreadable': [paths]}.
-    keep_empty=False leaves out images without a person with labelled keypoints."""
-    by_image = person_annotations(data)
-    images = [im for im in data['images']
+def build_records(dataset, folder, skeleton, keep_empty=True, workers=None):
+    """(records, skipped) for Annotations `dataset`; skipped: {'missing': [paths], 'unreadable': [paths],
+    'why': {path: what is wrong}}. keep_empty=False leaves out images without a person with labelled
+    keypoints."""
+    by_image = dataset.by_image
+    images = [im for im in dataset.images
               if keep_empty or any(is_person(a) for a in by_image.get(im['id'], ()))]
-    records, skipped = [], {'missing': [], 'unreadable': []}
+    records, skipped = [], {'missing': [], 'unreadable': [], 'why': {}}
     paths = [os.path.join(folder, im['file_name']) for im in images]
-    sizes = [(int(im['height']), int(im['width'])) for im in images]
+    sizes = [(im['height'], im['width']) for im in images]
     with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count()) as pool:  # cv2 frees the GIL
-        problems = pool.map(check_image, paths, sizes, chunksize=16)
+        problems = pool.map(imagelib.problem, paths, sizes, chunksize=16)
         for image, file, problem in tqdm(zip(images, paths, problems), total=len(images),
                                          desc=f'caching {os.path.basename(folder)}', unit='img'):
             if problem:
-                skipped[problem].append(file)
+                skipped[problem[0]].append(file)
+                skipped['why'][file] = problem[1]
                 continue
-            records.append(make_record(image, by_image.get(image['id'], []), folder, skeleton))
+            records.append(make_record(image, by_image.get(image['id'], []), folder, skeleton,
+                                       dataset.names))
     return records, skipped
 
 
 def build(config, split, force=False, keep_empty=True, root=None):
-    """Build the cache of `split` of [dataset] root (or of `root`, one of [dataset] extra) unless it is up to
-    date (or `force`). Returns (path, report): report is None when nothing was built, else {'records': n,
-    'people': n, 'missing': [path], 'unreadable': [path]}."""
-    skeleton = skeletons.load(config.get('model', 'layout'))
+    """Build the cache of `split` of [dataset] root (or of `root`, one of [dataset] extra, in COCO's folder
+    layout) unless it is up to date (or `force`). Returns (path, report): report is None when nothing was
+    built, else {'records': n, 'people': n, 'missing': [path], 'unreadable': [path], 'why': {path: what is
+    wrong}, 'annotations': [one line per bad annotation or image entry]}."""
+    from model import layout  # the layout's ConfigError names the option
+    skeleton = layout(config)
     file = cacheio.path(config, split, root)
-    root = root or config.get('dataset', 'root')
-    source = source_of(root, split)
+    source = source_of(root, split) if root else source_of(config.get('dataset', 'root'), split, config)
     if not force and up_to_date(file, source, skeleton):
         return file, None
-    data = load_json(source['annotations'])
-    records, skipped = build_records(data, source['images'], skeleton, keep_empty=keep_empty)
+    dataset = annotationlib.read(source['annotations'], skeleton, source['category'])
+    records, skipped = build_records(dataset, source['images'], skeleton, keep_empty=keep_empty)
     if not records:
         raise UserError(f'no usable image in {source["annotations"]} ({len(skipped["missing"])} missing, '
                         f'{len(skipped["unreadable"])} unreadable, under {source["images"]})')
-    header = dict(source, layout=skeleton.name, parts=skeleton.parts,
-                  skipped={k: len(v) for k, v in skipped.items()})
+    counts = {k: len(skipped[k]) for k in ('missing', 'unreadable')}
+    header = dict(source, layout=skeleton.name, parts=skeleton.parts, keypoint_names=dataset.names,
+                  category_ids=dataset.category_ids, skipped=counts, problems=len(dataset.problems))
     cacheio.write(file, header, records)
     people = sum(len(r['keypoints']) for r in records)
-    return file, dict(records=len(records), people=people, **skipped)
+    return file, dict(records=len(records), people=people, annotations=dataset.problems, **skipped)
 
 
 def shared_images(records_a, records_b):

@@ -1,22 +1,36 @@
 """Drawing people on images: limbs coloured by side (left warm, right cool, centre green, a shade per
-limb), part dots, optional person ids. Shared by detect.py, training summaries and data inspection."""
+limb; sides from the layout's flip pairs, so any layout draws), part dots, optional person ids. Shared by
+detect.py, training summaries and data inspection."""
 
 import colorsys
+import re
 
 import cv2
 import numpy as np
 
 
-def _side(name):
-    return 'left' if name.startswith('left') else 'right' if name.startswith('right') else 'centre'
+def part_sides(skeleton):
+    """'left', 'right' or 'centre' for each part, from the layout's flip pairs: a part that flips onto
+    itself is centre; of a pair, the one whose name says left (left, l_, L...) is left, else the first."""
+    sides = []
+    for k, f in enumerate(skeleton.flip):
+        if f == k:
+            sides.append('centre')
+            continue
+        says = [re.match(r'(left|l[_\W]|L[A-Z])', skeleton.parts[i], re.IGNORECASE) is not None
+                for i in (k, f)]
+        left = says[0] if says[0] != says[1] else k < f
+        sides.append('left' if left else 'right')
+    return sides
 
 
 def limb_colors(skeleton):
     """One BGR colour per limb: hue by side (left orange-red, right blue, centre green), shade by limb."""
     hues = {'left': (0.0, 0.12), 'right': (0.55, 0.72), 'centre': (0.25, 0.42)}
+    part_side = part_sides(skeleton)
     sides = []
     for a, b in skeleton.limbs:
-        pair = {_side(skeleton.parts[a]), _side(skeleton.parts[b])} - {'centre'}
+        pair = {part_side[a], part_side[b]} - {'centre'}
         sides.append(pair.pop() if len(pair) == 1 else 'centre')
     colors = []
     for l, side in enumerate(sides):

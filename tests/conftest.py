@@ -7,7 +7,7 @@ import pytest
 from utils import realdata
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def real_data():
     """real_data('coco-mini') -> the folder of that real dataset, or the test skips saying why."""
     def find(name):

@@ -203,3 +203,87 @@ def test_ignore_rle_from_polygons_rle_and_boxes():
     assert (mask[crowd > 0] == 1).all() and mask[12, 22] == 1 and mask[16, 1] == 1
     assert mask.sum() < crowd.sum() + 6 * 6 + 5 * 4 and mask[0, 29] == 0
     assert coco.ignore_rle([], h, w) is None
+
+
+SPELLED = '''[parts]
+nose = Nose
+neck = "Left Shoulder" "Right Shoulder"
+Left Shoulder = "Left Shoulder"
+Right Shoulder = "Right Shoulder"
+[limbs]
+limbs =
+    neck nose
+    neck "Left Shoulder"
+    neck "Right Shoulder"
+[flip]
+pairs =
+    "Left Shoulder" "Right Shoulder"
+'''
+
+
+def test_any_category_spelling_and_file_names(source, tmp_path):
+    data = load_json(source, 'train')
+    spelled = [n.replace('_', ' ').title() for n in skeletons.COCO_PARTS]
+    data['categories'] = [dict(data['categories'][0], name='Human', keypoints=spelled)]
+    (tmp_path / 'labels').mkdir()
+    export = tmp_path / 'labels' / 'my_export.json'
+    export.write_text(json.dumps(data))
+    layout = tmp_path / 'spelled.ini'
+    layout.write_text(SPELLED)
+    mods = [f'dataset/root={tmp_path / "nowhere"}', f'dataset/cache={tmp_path / "cache"}',
+            f'model/layout={layout}', f'dataset/train_annotations={export}',
+            f'dataset/train_images={source / "images" / "train"}']
+    path, report = coco.build(configlib.load(mods=mods), 'train')
+    assert report['records'] == 10 and not report['annotations']
+    header, records = cacheio.read(path, skeletons.load(str(layout)))
+    assert header['annotations'] == str(export) and header['keypoint_names'][5] == 'Left Shoulder'
+    cmu = skeletons.load('cmu18')
+    _, expected = cacheio.read(coco.build(make_config(source, tmp_path / 'cmu'), 'train')[0])
+    for mine, theirs in zip(records, expected):
+        columns = [cmu.parts.index(p) for p in ('nose', 'neck', 'left_shoulder', 'right_shoulder')]
+        assert np.array_equal(mine['keypoints'], theirs['keypoints'][:, columns])
+
+    # several categories with keypoints: the same names read as one, different ones need [dataset] category
+    data['categories'].append(dict(data['categories'][0], id=2, name='Robot', keypoints=['antenna']))
+    export.write_text(json.dumps(data))
+    with pytest.raises(coco.UserError, match=r"different keypoints: 1 \('Human'\), 2 \('Robot'\); choose one "
+                                             r"with \[dataset\] category"):
+        coco.build(configlib.load(mods=mods), 'train', force=True)
+    for choice in ('Human', '1'):
+        config = configlib.load(mods=mods + [f'dataset/category={choice}'])
+        _, report = coco.build(config, 'train', force=True)
+        assert report['records'] == 10
+    with pytest.raises(coco.UserError, match=r"'Robots'.*categories with keypoints: 1 \('Human'\)"):
+        coco.build(configlib.load(mods=mods + ['dataset/category=Robots']), 'train', force=True)
+    # a layout naming a keypoint the dataset lacks: one line listing the dataset's own names
+    with pytest.raises(coco.UserError, match=r"part 'nose' derives from keypoint 'nose', which the dataset "
+                                             r"lacks; its keypoints: Nose, Left Eye"):
+        coco.build(configlib.load(mods=mods[:2] + ['model/layout=coco17'] + mods[3:]
+                                  + ['dataset/category=Human']), 'train')
+
+
+def test_cache_py_names_a_broken_layout_file_in_one_line(source, tmp_path):
+    layout = tmp_path / 'broken.ini'
+    layout.write_text('[parts]\nnose = nose\n[limbs]\nlimbs =\n    nose neck\n')
+    result = subprocess.run([sys.executable, 'cache.py', '-m', f'dataset/root={source}', '-m',
+                             f'dataset/cache={tmp_path}', '-m', f'model/layout={layout}'],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and 'Traceback' not in result.stderr
+    assert result.stderr.strip().count('\n') == 0 and 'broken.ini, line 5' in result.stderr
+
+
+def test_check_rle_catches_what_would_crash_a_loader_worker():
+    from cache import annotations
+    h, w = 20, 30
+    mask = np.zeros((h, w), np.uint8, order='F')
+    mask[3:9, 4:12] = 1
+    compressed = maskutils.encode(mask)
+    compressed = dict(compressed, counts=compressed['counts'].decode('ascii'))
+    listed = {'counts': synthetic.rle_counts(mask), 'size': [h, w]}
+    assert annotations.check_rle(compressed, h, w) is None and annotations.check_rle(listed, h, w) is None
+    assert 'not the image' in annotations.check_rle(dict(listed, counts=listed['counts'][:-1]), h, w)
+    assert 'not the image' in annotations.check_rle(dict(compressed, counts=compressed['counts'][:-2]), h, w)
+    assert 'neither a list' in annotations.check_rle(dict(compressed, counts='~~ \x00'), h, w)
+    swapped = annotations.check_rle(dict(listed, size=[w, h]), h, w)
+    assert "RLE size [30, 20] is not the image's [20, 30]" in swapped
+    assert 'not all integers' in annotations.check_rle(dict(listed, counts=[1.5, 2]), h, w)

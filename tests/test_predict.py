@@ -11,18 +11,24 @@ PLAIN = {'channel_order': 'bgr', 'divisor': 255.0, 'mean': [0.0] * 3, 'std': [1.
 
 
 def figure(skeleton, x, y, height, turn=0.0):
-    """A standing person (K,3) in `skeleton`'s layout, feet at (x, y + height/2), leaning by `turn`."""
-    coco = np.zeros((17, 3), np.float32)
+    """A standing person (K,3) in `skeleton`'s layout, feet at (x, y + height/2), leaning by `turn`: each
+    dataset keypoint the layout derives from at a fixed place (an animal's where a person's would be)."""
     rows = {'nose': (0, -0.45), 'left_eye': (0.04, -0.47), 'right_eye': (-0.04, -0.47),
             'left_ear': (0.08, -0.45), 'right_ear': (-0.08, -0.45), 'left_shoulder': (0.15, -0.3),
             'right_shoulder': (-0.15, -0.3), 'left_elbow': (0.22, -0.1), 'right_elbow': (-0.2, -0.12),
             'left_wrist': (0.26, 0.08), 'right_wrist': (-0.3, 0.02), 'left_hip': (0.1, 0.05),
             'right_hip': (-0.1, 0.05), 'left_knee': (0.12, 0.27), 'right_knee': (-0.1, 0.28),
-            'left_ankle': (0.13, 0.5), 'right_ankle': (-0.12, 0.5)}
-    for j, name in enumerate(skeletons.COCO_PARTS):
+            'left_ankle': (0.13, 0.5), 'right_ankle': (-0.12, 0.5), 'head': (0.01, -0.52), 'neck': (0, -0.33),
+            'left_big_toe': (0.2, 0.53), 'left_small_toe': (0.24, 0.52), 'left_heel': (0.11, 0.54),
+            'right_big_toe': (-0.19, 0.53), 'right_small_toe': (-0.23, 0.52), 'right_heel': (-0.11, 0.54),
+            'root_of_tail': (0, 0.0), 'left_front_paw': (0.26, 0.08), 'right_front_paw': (-0.3, 0.02),
+            'left_back_paw': (0.13, 0.5), 'right_back_paw': (-0.12, 0.5)}
+    names = tuple(dict.fromkeys(n for source in skeleton.sources for n in source))
+    points = np.zeros((1, len(names), 3), np.float32)
+    for j, name in enumerate(names):
         dx, dy = rows[name]
-        coco[j] = (x + (dx + turn * dy) * height, y + dy * height, 2)
-    return skeleton.from_coco(coco[None])[0]
+        points[0, j] = (x + (dx + turn * dy) * height, y + dy * height, 2)
+    return skeleton.from_dataset(points, names)[0]
 
 
 def scene_run(skeleton, people, shape, stride=8, sigma=4.0, paf_width=6.0):

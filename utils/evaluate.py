@@ -3,9 +3,13 @@ with pycocotools' COCOeval (the official OKS-based AP and AR of the COCO keypoin
 "Microsoft COCO: Common Objects in Context", ECCV 2014). Used by eval.py and by the trainer's timed
 evaluation hook.
 
-Results are COCO's: one entry per person, keypoints in COCO-17 order (skeleton.to_coco) as
-[x, y, part score] * 17 with missing points at 0, 0, 0 (COCOeval reads only x and y), and as the
-person's 'score' the decoder's: the mean score of its found parts times the fraction of the layout's
+Any keypoint dataset scores with its own OKS: the ground truth is the dataset's annotation file read through
+cache/annotations.py (the category with keypoints, the layout's extra keypoint fields appended, bad entries
+skipped as the cache skips them), and the sigmas are the layout's (COCO's official ones for COCO's names).
+Results are COCO's: one entry per person under the dataset's category id, keypoints in the dataset's order
+(skeleton.to_dataset: parts mapped back onto the keypoints they are; derived parts such as a mean-neck are
+not scored) as [x, y, part score] * N with missing points at 0, 0, 0 (COCOeval reads only x and y), and as
+the person's 'score' the decoder's: the mean score of its found parts times the fraction of the layout's
 parts found, so a confident fragment ranks below a confident whole person.
 """
 
@@ -15,25 +19,28 @@ import json
 import os
 
 import cv2
+import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
-from cache.coco import AS_STORED
+from cache.images import AS_STORED
 from pose import predict as predictor
+from pose.skeleton import COCO_PARTS
 from utils.cli import UserError
 from utils.io import atomic_write_text
 
 STATS = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
 
 
-def coco_results(people, image_id, skeleton):
-    """COCO keypoint results (list of dicts) for the people found in one image."""
+def coco_results(people, image_id, skeleton, names=COCO_PARTS, category_id=1):
+    """COCO keypoint results (list of dicts) for the people found in one image, keypoints over the dataset
+    keypoint `names` (default COCO's 17) under `category_id`."""
     results = []
     for person in people:
-        keypoints = skeleton.to_coco(person['keypoints'])[0]
+        keypoints = skeleton.to_dataset(person['keypoints'], names)[0]
         keypoints[keypoints[:, 2] <= 0] = 0
-        results.append({'image_id': int(image_id), 'category_id': 1,
+        results.append({'image_id': int(image_id), 'category_id': int(category_id),
                         'keypoints': [round(float(v), 2) for v in keypoints.reshape(-1)],
                         'score': round(float(person['score']), 5)})
     return results
@@ -62,10 +69,31 @@ def load_coco(annotations, verbose=False):
         raise UserError(f'cannot read COCO annotation file {annotations}: {error}') from None
 
 
-def evaluate_results(annotations, results, image_ids=None, verbose=True):
+def ground_truth(annotations, skeleton, category='', verbose=False):
+    """(pycocotools COCO, keypoint names, category id, OKS sigmas) of the annotation file `annotations`
+    read for `skeleton` (cache/annotations.py: its category, its extra fields appended, bad entries
+    skipped); UserError when the layout has no sigma for one of the keypoints."""
+    from cache import annotations as annotationlib
+    dataset = annotationlib.read(annotations, skeleton, category)
+    try:
+        sigmas = skeleton.sigma_values(dataset.names)
+    except ValueError as error:
+        raise UserError(f'cannot score {annotations}: {error}') from None
+    if dataset.problems and verbose:
+        print(f'note: {len(dataset.problems)} bad entries of {annotations} are not scored '
+              f'(cache.py lists them)')
+    gt = COCO()
+    gt.dataset = dataset.coco()
+    with _quiet(verbose):
+        gt.createIndex()
+    return gt, dataset.names, dataset.category['id'], sigmas
+
+
+def evaluate_results(annotations, results, image_ids=None, verbose=True, sigmas=None):
     """COCO keypoint AP/AR {name: float} of `results` (a list or a results JSON path) against
     `annotations` (a COCO json path or COCO object), over `image_ids` (default: every image of the
-    annotations). Prints COCO's keypoint table when verbose. No detection at all scores 0."""
+    annotations), with OKS `sigmas` (one per keypoint; default COCO's). Prints COCO's keypoint table when
+    verbose. No detection at all scores 0."""
     gt = load_coco(annotations, verbose)
     if isinstance(results, str):
         try:
@@ -84,6 +112,8 @@ def evaluate_results(annotations, results, image_ids=None, verbose=True):
         raise UserError(f'results do not fit the annotations (unknown image ids or fields?): {error}') \
             from None
     coco_eval = COCOeval(gt, dt, 'keypoints')
+    if sigmas is not None:
+        coco_eval.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
     if image_ids is not None:
         coco_eval.params.imgIds = sorted({int(i) for i in image_ids})
     with _quiet(verbose):
@@ -93,14 +123,20 @@ def evaluate_results(annotations, results, image_ids=None, verbose=True):
     return {name: float(value) for name, value in zip(STATS, coco_eval.stats)}
 
 
-def coco_images(annotations, folder):
-    """[(image path, image id)] of every image of a COCO annotation file, images under `folder`."""
-    gt = load_coco(annotations)
-    return [(os.path.join(folder, gt.imgs[i]['file_name']), i) for i in sorted(gt.imgs)]
+def coco_images(annotations, folder, skeleton=None, category=''):
+    """[(image path, image id)] of every image of a COCO annotation file, images under `folder` (with a
+    skeleton: the image entries cache/annotations.py keeps)."""
+    if skeleton is None:
+        entries = load_coco(annotations).imgs
+    else:
+        from cache import annotations as annotationlib
+        entries = {image['id']: image for image in annotationlib.read(annotations, skeleton, category).images}
+    return [(os.path.join(folder, entries[i]['file_name']), i) for i in sorted(entries)]
 
 
-def predict_images(run, config, skeleton, stride, images, progress=True):
-    """COCO results (list) of the network `run` on [(image path, image id)]."""
+def predict_images(run, config, skeleton, stride, images, progress=True, names=COCO_PARTS, category_id=1):
+    """COCO results (list) of the network `run` on [(image path, image id)], keypoints over the dataset
+    keypoint `names` under `category_id`."""
     options = predictor.options(config)
     results = []
     for path, image_id in tqdm(images, desc='evaluate', unit='image', disable=not progress, leave=False):
@@ -108,17 +144,20 @@ def predict_images(run, config, skeleton, stride, images, progress=True):
         if image is None:
             raise UserError(f'cannot read image {path}')
         people = predictor.predict(run, image, skeleton, stride, **options)
-        results += coco_results(people, image_id, skeleton)
+        results += coco_results(people, image_id, skeleton, names, category_id)
     return results
 
 
 def evaluate_images(run, config, skeleton, stride, images, annotations, results_path=None, progress=True):
     """Predict on [(image path, image id)], write the results JSON atomically when `results_path` is
-    given, and return COCO's keypoint AP/AR over those images against `annotations`."""
-    results = predict_images(run, config, skeleton, stride, images, progress)
+    given, and return COCO's keypoint AP/AR over those images against the annotation file `annotations`
+    (its people of [dataset] category, scored with the layout's sigmas)."""
+    category = config.get('dataset', 'category', fallback='')
+    gt, names, category_id, sigmas = ground_truth(annotations, skeleton, category, verbose=progress)
+    results = predict_images(run, config, skeleton, stride, images, progress, names, category_id)
     if results_path:
         atomic_write_text(results_path, json.dumps(results))
-    return evaluate_results(annotations, results, [i for _, i in images], verbose=progress)
+    return evaluate_results(gt, results, [i for _, i in images], verbose=progress, sigmas=sigmas)
 
 
 def cache_images(config, limit=0):
