@@ -93,16 +93,17 @@ def annotate(people, skeleton, size, limits, names=skeletons.COCO_PARTS):
                            'num_keypoints': int((coco[:, 2] > 0).sum()), 'bbox': box, 'area': box[2] * box[3],
                            'segmentation': [], 'score': round(float(person['score']), 4)})
             if discs:   # unsure parts of a labelled person: ignored, neither learnt nor punished
-                result.append(_ignored(discs, clip_box(_box(keypoints[found & ~sure, :2], 0), width, height)))
+                result.append(_ignored(discs, clip_box(_box(keypoints[found & ~sure, :2], 0), width, height),
+                                       len(names)))
         else:
-            result.append(_ignored([], box))
+            result.append(_ignored([], box, len(names)))
     return result
 
 
-def _ignored(polygons, box):
-    """An annotation without keypoints: the cache turns its polygons (or, without any, its box) into an
-    ignore region."""
-    return {'category_id': 1, 'iscrowd': 0, 'keypoints': [], 'num_keypoints': 0, 'bbox': box,
+def _ignored(polygons, box, count):
+    """An annotation with `count` unlabelled keypoints: the cache turns its polygons (or, without any, its
+    box) into an ignore region, as it does for COCO's unlabelled people."""
+    return {'category_id': 1, 'iscrowd': 0, 'keypoints': [0] * (3 * count), 'num_keypoints': 0, 'bbox': box,
             'area': box[2] * box[3], 'segmentation': polygons}
 
 
@@ -135,10 +136,10 @@ def label(run, config, skeleton, stride, inputs, output, split='train', every=0,
         images_dir = os.path.join(tmp, 'images', split)
         os.makedirs(images_dir)
         os.makedirs(os.path.join(tmp, 'annotations'))
-        images, annotations, names = [], [], set()
+        images, annotations, taken = [], [], set()
         for name, image in tqdm(frames(inputs, every), desc='auto-labelling', unit='image',
                                 disable=not progress):
-            file_name = _unique(name, names) + '.jpg'
+            file_name = _unique(name, taken) + '.jpg'
             if not cv2.imwrite(os.path.join(images_dir, file_name), image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
                 raise UserError(f'cannot write {os.path.join(images_dir, file_name)}')
             image_id = len(images) + 1

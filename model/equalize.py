@@ -80,7 +80,10 @@ def equalize(network, images, floor=1e-6):
             if name in final:
                 return output
             size = _rms(output, 1)
-            size = torch.where(size > floor, size, torch.ones_like(size))
+            # channels (nearly) silent on the calibration images keep their scale: dividing by their
+            # tiny size would only magnify rounding where other images do reach them
+            alive = size > max(floor, 1e-3 * float(size.median()))
+            size = torch.where(alive, size, torch.ones_like(size))
             module.weight /= size.view(-1, 1, 1, 1)
             if module.bias is not None:
                 module.bias /= size
