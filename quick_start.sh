@@ -41,7 +41,9 @@ if [ -n "$CAFFEMODEL" ] && [ ! -f "$CAFFEMODEL" ]; then
 fi
 
 STEP="setup"
-trap 'echo; echo "quick_start.sh: step \"$STEP\" failed (see the messages above)" >&2' ERR
+# a failing command names itself and its exit status (no pipeline here may end early: under pipefail a
+# `... | head` kills its writer with SIGPIPE at random, so lists are cut in Python instead)
+trap 'status=$?; echo; echo "quick_start.sh: step \"$STEP\" failed: \`$BASH_COMMAND\` exited with status $status" >&2' ERR
 step() { STEP="$1"; echo; echo "==> $STEP"; }
 output() {  # output DESCRIPTION PATH...: every PATH must exist; the summary lists them
     local what="$1"; shift
@@ -138,7 +140,8 @@ VAL_IMAGES=$(python -c "import sys; from utils import cli; from cache import io;
 a = cli.parser('').parse_args(sys.argv[1:]); c = cli.load_config(a); \
 print(io.read_header(io.path(c, c.get('dataset', 'val')))['images'])" "${CONFIG[@]}")
 mkdir -p "$OUT/images"
-find "$VAL_IMAGES" -maxdepth 1 -name '*.jpg' | sort | head -n 8 | xargs -I{} cp {} "$OUT/images/"
+python -c "import glob, shutil, sys; [shutil.copy(f, sys.argv[2]) for f in sorted(glob.glob(sys.argv[1] + '/*.jpg'))[:8]]" \
+    "$VAL_IMAGES" "$OUT/images/"
 python detect.py "${CONFIG[@]}" -i "$OUT/images" --no-show --output "$OUT/images_detected" \
     --json "$OUT/images_detected.json"
 output "annotated images and their people" "$OUT/images_detected/" "$OUT/images_detected.json"
