@@ -11,7 +11,10 @@ the network's resolution: the maps are never upsampled.
 3. Assembly: candidates, strongest first, join the fragments (union-find over peaks) of their two peaks
    unless those fragments already hold a common part. So each person uses a peak once per limb type
    (a greedy matching by score), redundant limbs (CMU's ear-shoulder ones) close loops instead of making
-   duplicates, and fragments of one person merge as soon as any limb joins them. Fragments with fewer
+   duplicates, and fragments of one person merge as soon as any limb joins them. Then the candidates that
+   pass only the weaker test `join_above` (a fraction of supporting samples under min_above) join what
+   is left the same way, strongest first: on real maps a limb's field often fails on a sample or two, which
+   left a leg or an arm beyond it as a person of its own. Fragments with fewer
    than `min_parts` parts or a mean score below `min_score` (CMU's: summed part and connection scores
    over the number of parts) are dropped.
 4. Merged peaks: where two people's same parts lie closer than the maps resolve, one peak stands for both;
@@ -25,7 +28,7 @@ Keypoints come back in input pixels with the pixel <-> cell convention of pose/e
 import cv2
 import numpy as np
 
-from pose.decode_limbs import connect
+from pose.decode_limbs import candidates
 from pose.encode import cell_to_pixel
 
 _KERNEL = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -37,11 +40,12 @@ def params(config):
             'paf_threshold': config.getfloat('decode', 'paf_threshold'),
             'min_above': config.getfloat('decode', 'min_above'),
             'min_parts': config.getint('decode', 'min_parts'),
-            'min_score': config.getfloat('decode', 'min_score')}
+            'min_score': config.getfloat('decode', 'min_score'),
+            'join_above': config.getfloat('decode', 'join_above')}
 
 
 def decode(heatmaps, pafs, skeleton, stride, peak_threshold=0.05, paf_threshold=0.05, min_above=0.95,
-           min_parts=3, min_score=0.4):
+           min_parts=3, min_score=0.4, join_above=0.8):
     """People in maps at `stride`: heatmaps (K+1, h, w) (background last; K channels also do) and pafs
     (2L, h, w). Returns [{'keypoints': float32 (K, 3) as (x, y, score) in input pixels, score 0 =
     missing, 'score': float}], best first; see the module docstring for the score."""
@@ -49,9 +53,11 @@ def decode(heatmaps, pafs, skeleton, stride, peak_threshold=0.05, paf_threshold=
     count = len(skeleton.parts)
     parts, xy, scores = find_peaks(heatmaps[:count], peak_threshold)
     inside = np.minimum(np.maximum(xy, 0), (heatmaps.shape[2] - 1, heatmaps.shape[1] - 1))
-    limb, first, second, strength = connect(pafs, parts, inside, skeleton.limbs, stride, paf_threshold,
-                                            min_above, image_height=heatmaps.shape[1] * stride)
-    owner, linked = assemble(parts, first, second, strength)
+    limb, first, second, strength, strict = candidates(
+        pafs, parts, inside, skeleton.limbs, stride, paf_threshold, min(min_above, join_above),
+        image_height=heatmaps.shape[1] * stride, strict_above=min_above)
+    owner, linked = assemble(parts, first, second, strength, later=~strict)
+    first, second, strength = first[strict], second[strict], strength[strict]
     pixels = cell_to_pixel(xy, stride)
     keypoints, linked = gather(owner, linked, parts, pixels, scores, count)
     found = (keypoints[:, :, 2] > 0).sum(axis=1)
@@ -112,14 +118,14 @@ def _refine(heatmaps, part, y, x):
     return xy, np.minimum(score, np.maximum(flat[at], 1)).astype(np.float32)
 
 
-def assemble(parts, first, second, strength):
+def assemble(parts, first, second, strength, later=None):
     """(owner (N,) int: the fragment each peak ends up in, linked (N,): per fragment, the summed strength
     of the connections that built it), joining connections (peak pairs) in decreasing strength unless
     the two fragments already share a part (union-find over peaks)."""
     parent = list(range(len(parts)))
     mask = [1 << int(p) for p in parts]
     linked = [0.0] * len(parts)
-    order = np.argsort(-strength, kind='stable')
+    order = np.lexsort((-strength, np.zeros(len(strength), bool) if later is None else later))
     for a, b, value in zip(first[order].tolist(), second[order].tolist(), strength[order].tolist()):
         while parent[a] != a:
             parent[a] = a = parent[parent[a]]

@@ -58,9 +58,15 @@ def _project(flat, base, width, x, y, ux, uy, channel, across=False):
 def connect(pafs, parts, xy, limbs, stride, paf_threshold, min_above, image_height):
     """Candidate connections (limb, first peak, second peak, strength), arrays, for peaks (parts, xy in
     cells, inside the map) of maps at `stride`; see the module docstring."""
+    return candidates(pafs, parts, xy, limbs, stride, paf_threshold, min_above, image_height)[:4]
+
+
+def candidates(pafs, parts, xy, limbs, stride, paf_threshold, min_above, image_height, strict_above=None):
+    """connect's (limb, first, second, strength) for the fraction `min_above`, and (5th array, bool) which
+    of them also pass the test with the larger fraction `strict_above` (default: min_above, all do)."""
     limb, first, second = pairs(parts, limbs)
     if not len(limb):
-        return limb, first, second, np.zeros(0, np.float32)
+        return limb, first, second, np.zeros(0, np.float32), np.zeros(0, bool)
     _, h, w = pafs.shape
     flat = pafs.reshape(-1)
     base = (2 * h * w * limb).astype(np.int32)
@@ -94,5 +100,6 @@ def connect(pafs, parts, xy, limbs, stride, paf_threshold, min_above, image_heig
     cmu = np.bincount(each, value, minlength=len(pair)) / n + prior
     good = (above >= n - misses[pair]) & (cmu > 0) & (length[pair] > 1e-6)
     strength = np.bincount(each, value - off, minlength=len(pair))[good] / n[good] + prior[good]
+    strict = above[good] >= np.ceil(max(min_above, strict_above or 0) * n[good] - 1e-6)
     pair = pair[good]
-    return limb[pair], first[pair], second[pair], strength.astype(np.float32)
+    return limb[pair], first[pair], second[pair], strength.astype(np.float32), strict

@@ -79,6 +79,26 @@ def test_missing_limbs_split_a_person():
     assert len(max(groups, key=len)) == 12
 
 
+@pytest.mark.parametrize('seed', [0, 1])
+def test_a_blot_on_a_limb_no_longer_splits_a_person(seed):
+    """Real maps have weak spots: a limb whose field fails on a sample or two (under min_above) used to
+    leave the leg beyond it as a person of its own; after every strict connection, fragments now join
+    through connections that pass join_above."""
+    person = standing(seed=seed)
+    heat, paf = maps(person)
+    neck, hip = CMU.parts.index('neck'), CMU.parts.index('right_hip')
+    limb = CMU.limbs.index((neck, hip))
+    x, y = np.rint(pixel_to_cell(person[0, [neck, hip], :2].mean(axis=0), 8)).astype(int)
+    paf[2 * limb:2 * limb + 2, y, x] = 0
+    split = dec.decode(heat, paf, CMU, 8, join_above=0.95)
+    assert sorted((p['keypoints'][:, 2] > 0).sum() for p in split) == [3, 15]
+    joined = dec.decode(heat, paf, CMU, 8)
+    assert len(joined) == 1 and (joined[0]['keypoints'][:, 2] > 0).all()
+    # a join never gives a person a part twice: the strict assembly's people stay as they were
+    np.testing.assert_array_equal(joined[0]['keypoints'][np.flatnonzero(split[0]['keypoints'][:, 2])],
+                                  split[0]['keypoints'][np.flatnonzero(split[0]['keypoints'][:, 2])])
+
+
 def test_empty_and_lone_peak():
     heat, paf = maps(np.zeros((0, 18, 3)))
     assert dec.decode(heat, paf, CMU, 8) == []
@@ -165,7 +185,7 @@ def test_background_channel_optional_and_params():
     heat, paf = maps(person)
     options = dec.params(configlib.load(mods=['decode/min_parts=20']))
     assert options == {'peak_threshold': 0.05, 'paf_threshold': 0.05, 'min_above': 0.95,
-                       'min_parts': 20, 'min_score': 0.4}
+                       'min_parts': 20, 'min_score': 0.4, 'join_above': 0.8}
     assert dec.decode(heat, paf, CMU, 8, **options) == []
     one, two = dec.decode(heat, paf, CMU, 8), dec.decode(heat[:18], paf, CMU, 8)
     np.testing.assert_array_equal(one[0]['keypoints'], two[0]['keypoints'])
