@@ -14,7 +14,10 @@ the network's resolution: the maps are never upsampled.
    duplicates, and fragments of one person merge as soon as any limb joins them. Then the candidates that
    pass only the weaker test `join_above` (a fraction of supporting samples under min_above) join what
    is left the same way, strongest first: on real maps a limb's field often fails on a sample or two, which
-   left a leg or an arm beyond it as a person of its own. Fragments with fewer
+   left a leg or an arm beyond it as a person of its own. Last, a part that the layout defines as the
+   mean of others (cmu18's neck, the shoulders' midpoint) gets a stand-in peak there in each fragment that
+   holds its sources but not it, and the stand-in's limbs join fragments too: a missing neck peak used to
+   cut the hips and the head off the shoulders. Fragments with fewer
    than `min_parts` parts or a mean score below `min_score` (CMU's: summed part and connection scores
    over the number of parts) are dropped.
 4. Merged peaks: where two people's same parts lie closer than the maps resolve, one peak stands for both;
@@ -56,8 +59,24 @@ def decode(heatmaps, pafs, skeleton, stride, peak_threshold=0.05, paf_threshold=
     limb, first, second, strength, strict = candidates(
         pafs, parts, inside, skeleton.limbs, stride, paf_threshold, min(min_above, join_above),
         image_height=heatmaps.shape[1] * stride, strict_above=min_above)
-    owner, linked = assemble(parts, first, second, strength, later=~strict)
-    first, second, strength = first[strict], second[strict], strength[strict]
+    rank = np.where(strict, 1, 2)
+    owner, linked = assemble(parts, first, second, strength, rank)
+    stand = stand_ins(owner, parts, inside, scores, derived_parts(skeleton))
+    if len(stand[0]):  # again, with the stand-ins glued to their fragments first and their limbs last
+        more = _stand_in_candidates(pafs, parts, inside, stand, skeleton, stride, paf_threshold,
+                                    min(min_above, join_above), heatmaps.shape[1] * stride)
+        strict_pairs = first[strict], second[strict], strength[strict]
+        parts, inside = np.concatenate([parts, stand[0]]), np.concatenate([inside, stand[1]])
+        xy, scores = np.concatenate([xy, stand[1]]), np.concatenate([scores, stand[2]])
+        glue = np.arange(len(parts) - len(stand[0]), len(parts))
+        first = np.concatenate([glue, first, more[0]])
+        second = np.concatenate([stand[3], second, more[1]])
+        strength = np.concatenate([np.zeros(len(glue), np.float32), strength, more[2]])
+        rank = np.concatenate([np.zeros(len(glue), np.intp), rank, np.full(len(more[0]), 3)])
+        owner, linked = assemble(parts, first, second, strength, rank)
+        first, second, strength = strict_pairs
+    else:
+        first, second, strength = first[strict], second[strict], strength[strict]
     pixels = cell_to_pixel(xy, stride)
     keypoints, linked = gather(owner, linked, parts, pixels, scores, count)
     found = (keypoints[:, :, 2] > 0).sum(axis=1)
@@ -118,14 +137,15 @@ def _refine(heatmaps, part, y, x):
     return xy, np.minimum(score, np.maximum(flat[at], 1)).astype(np.float32)
 
 
-def assemble(parts, first, second, strength, later=None):
+def assemble(parts, first, second, strength, rank=None):
     """(owner (N,) int: the fragment each peak ends up in, linked (N,): per fragment, the summed strength
-    of the connections that built it), joining connections (peak pairs) in decreasing strength unless
-    the two fragments already share a part (union-find over peaks)."""
+    of the connections that built it), joining connections (peak pairs) by increasing `rank` (default:
+    all 0), then decreasing strength, unless the two fragments already share a part (union-find over
+    peaks)."""
     parent = list(range(len(parts)))
     mask = [1 << int(p) for p in parts]
     linked = [0.0] * len(parts)
-    order = np.lexsort((-strength, np.zeros(len(strength), bool) if later is None else later))
+    order = np.lexsort((-strength, np.zeros(len(strength), np.intp) if rank is None else rank))
     for a, b, value in zip(first[order].tolist(), second[order].tolist(), strength[order].tolist()):
         while parent[a] != a:
             parent[a] = a = parent[parent[a]]
@@ -141,6 +161,61 @@ def assemble(parts, first, second, strength, later=None):
         if np.array_equal(up, owner):
             return owner, np.asarray(linked, np.float32)
         owner = up
+
+
+def derived_parts(skeleton):
+    """[(part, [its source parts])] for the layout's parts that are the mean of several of its other parts
+    (cmu18's neck: the midpoint of the shoulders)."""
+    index = skeleton.coco_index
+    found = []
+    for part, source in enumerate(skeleton.sources):
+        of = [index[s] for s in source]
+        if len(of) > 1 and min(of) >= 0:
+            found.append((part, of))
+    return found
+
+
+def stand_ins(owner, parts, xy, scores, derived):
+    """Stand-in peaks (part (V,), xy (V, 2), score (V,), a source peak (V,)) for each fragment that lacks a
+    derived part but holds all its sources: at their mean, with their mean score."""
+    found = ([], [], [], [])
+    roots = np.flatnonzero(owner == np.arange(len(owner)))
+    if not derived or not len(roots):
+        return tuple(np.asarray(a) for a in found)
+    index = np.searchsorted(roots, owner)
+    peak = np.full((len(roots), int(parts.max()) + 1), -1, np.intp)
+    peak[index, parts] = np.arange(len(parts))
+    for part, of in derived:
+        if part >= peak.shape[1] or max(of) >= peak.shape[1]:
+            continue
+        sources = peak[:, of]
+        lacking = np.flatnonzero((peak[:, part] < 0) & (sources >= 0).all(axis=1))
+        for fragment in lacking:
+            chosen = sources[fragment]
+            found[0].append(part)
+            found[1].append(xy[chosen].mean(axis=0))
+            found[2].append(scores[chosen].mean())
+            found[3].append(chosen[0])
+    return (np.asarray(found[0], np.intp), np.asarray(found[1], np.float32).reshape(-1, 2),
+            np.asarray(found[2], np.float32), np.asarray(found[3], np.intp))
+
+
+def _stand_in_candidates(pafs, parts, xy, stand, skeleton, stride, paf_threshold, min_above, image_height):
+    """(first, second, strength) of the candidate connections of the stand-in peaks `stand` (numbered after
+    the N real ones) with the real peaks of their limbs' other parts."""
+    kinds = set(stand[0].tolist())
+    others = {b if a in kinds else a for a, b in skeleton.limbs if a in kinds or b in kinds} - kinds
+    real = np.flatnonzero(np.isin(parts, list(others)))
+    peaks = np.concatenate([real, len(parts) + np.arange(len(stand[0]))])
+    kind = np.concatenate([parts[real], stand[0]])
+    order = np.argsort(kind, kind='stable')
+    peaks, kind = peaks[order], kind[order]
+    where = np.concatenate([xy[real], stand[1]])[order]
+    _, first, second, strength, _ = candidates(pafs, kind, where, skeleton.limbs, stride, paf_threshold,
+                                               min_above, image_height)
+    first, second = peaks[first], peaks[second]
+    keep = (first >= len(parts)) | (second >= len(parts))
+    return first[keep], second[keep], strength[keep]
 
 
 def gather(owner, linked, parts, xy, scores, count):

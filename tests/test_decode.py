@@ -99,6 +99,23 @@ def test_a_blot_on_a_limb_no_longer_splits_a_person(seed):
                                   split[0]['keypoints'][np.flatnonzero(split[0]['keypoints'][:, 2])])
 
 
+def test_missing_neck_no_longer_splits_a_person():
+    """cmu18's neck is the shoulders' midpoint; with no neck peak (occluded, or too weak) the hips and the
+    head used to fall apart from the shoulders. A fragment holding both shoulders gets a stand-in neck
+    between them, whose limbs (the neck's fields are still there) join the rest of the person."""
+    person = standing(seed=3)
+    neck = CMU.parts.index('neck')
+    seen = person.copy()
+    seen[0, neck, 2] = 0
+    heat, paf = heatmaps(seen, CMU, SIZE, 8, 7.0), pafs(person, CMU, SIZE, 8, 8.0)
+    people = dec.decode(heat, paf, CMU, 8)
+    assert len(people) == 1 and (people[0]['keypoints'][:, 2] > 0).all()
+    assert np.abs(people[0]['keypoints'][:, :2] - person[0, :, :2]).max() < 0.5
+    assert dec.derived_parts(CMU) == [(neck, [CMU.parts.index('left_shoulder'),
+                                              CMU.parts.index('right_shoulder')])]
+    assert dec.derived_parts(load('coco17')) == []
+
+
 def test_empty_and_lone_peak():
     heat, paf = maps(np.zeros((0, 18, 3)))
     assert dec.decode(heat, paf, CMU, 8) == []
