@@ -31,7 +31,7 @@ Keypoints come back in input pixels with the pixel <-> cell convention of pose/e
 import cv2
 import numpy as np
 
-from pose.decode_limbs import candidates
+from pose.decode_limbs import connect
 from pose.encode import cell_to_pixel
 
 _KERNEL = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -56,27 +56,28 @@ def decode(heatmaps, pafs, skeleton, stride, peak_threshold=0.05, paf_threshold=
     count = len(skeleton.parts)
     parts, xy, scores = find_peaks(heatmaps[:count], peak_threshold)
     inside = np.minimum(np.maximum(xy, 0), (heatmaps.shape[2] - 1, heatmaps.shape[1] - 1))
-    limb, first, second, strength, strict = candidates(
-        pafs, parts, inside, skeleton.limbs, stride, paf_threshold, min(min_above, join_above),
-        image_height=heatmaps.shape[1] * stride, strict_above=min_above)
-    rank = np.where(strict, 1, 2)
-    owner, linked = assemble(parts, first, second, strength, rank)
+    height = heatmaps.shape[1] * stride
+    _, first, second, strength = connect(pafs, parts, inside, skeleton.limbs, stride, paf_threshold,
+                                         min_above, height)
+    strict = first, second, strength
+    owner, linked = assemble(parts, first, second, strength)
+    rank = np.ones(len(first), np.intp)
+    if join_above < min_above:  # the weaker test, only where it can join two fragments
+        _, *more = connect(pafs, parts, inside, skeleton.limbs, stride, paf_threshold, join_above, height,
+                           keep=_open(owner, parts))
+        first, second, strength, rank = _join((first, second, strength, rank), (*more, 2))
+        owner, linked = assemble(parts, first, second, strength, rank)
     stand = stand_ins(owner, parts, inside, scores, derived_parts(skeleton))
     if len(stand[0]):  # again, with the stand-ins glued to their fragments first and their limbs last
         more = _stand_in_candidates(pafs, parts, inside, stand, skeleton, stride, paf_threshold,
-                                    min(min_above, join_above), heatmaps.shape[1] * stride)
-        strict_pairs = first[strict], second[strict], strength[strict]
+                                    min(min_above, join_above), height)
+        glue = np.arange(len(parts), len(parts) + len(stand[0]))
         parts, inside = np.concatenate([parts, stand[0]]), np.concatenate([inside, stand[1]])
         xy, scores = np.concatenate([xy, stand[1]]), np.concatenate([scores, stand[2]])
-        glue = np.arange(len(parts) - len(stand[0]), len(parts))
-        first = np.concatenate([glue, first, more[0]])
-        second = np.concatenate([stand[3], second, more[1]])
-        strength = np.concatenate([np.zeros(len(glue), np.float32), strength, more[2]])
-        rank = np.concatenate([np.zeros(len(glue), np.intp), rank, np.full(len(more[0]), 3)])
+        first, second, strength, rank = _join((glue, stand[3], np.zeros(len(glue), np.float32), 0),
+                                              (first, second, strength, rank), (*more, 3))
         owner, linked = assemble(parts, first, second, strength, rank)
-        first, second, strength = strict_pairs
-    else:
-        first, second, strength = first[strict], second[strict], strength[strict]
+    first, second, strength = strict
     pixels = cell_to_pixel(xy, stride)
     keypoints, linked = gather(owner, linked, parts, pixels, scores, count)
     found = (keypoints[:, :, 2] > 0).sum(axis=1)
@@ -163,6 +164,28 @@ def assemble(parts, first, second, strength, rank=None):
         owner = up
 
 
+def _open(owner, parts):
+    """keep(limb, first, second) for connect: the pairs of peaks in two fragments of `owner` that could
+    still join along their limb (neither fragment holds the other peak's part)."""
+    roots = np.flatnonzero(owner == np.arange(len(owner)))
+    index = np.searchsorted(roots, owner)
+    has = np.zeros((len(roots), int(parts.max(initial=0)) + 1), bool)
+    has[index, parts] = True
+
+    def keep(limb, first, second):
+        a, b = index[first], index[second]
+        return (a != b) & ~has[a, parts[second]] & ~has[b, parts[first]]
+    return keep
+
+
+def _join(*groups):
+    """(first, second, strength, rank) concatenated over groups of them (a rank may be one number)."""
+    first, second, strength, rank = zip(*groups)
+    rank = [np.broadcast_to(np.asarray(r, np.intp), (len(f),)) for r, f in zip(rank, first)]
+    return (np.concatenate(first).astype(np.intp), np.concatenate(second).astype(np.intp),
+            np.concatenate(strength).astype(np.float32), np.concatenate(rank))
+
+
 def derived_parts(skeleton):
     """[(part, [its source parts])] for the layout's parts that are the mean of several of its other parts
     (cmu18's neck: the midpoint of the shoulders)."""
@@ -211,8 +234,8 @@ def _stand_in_candidates(pafs, parts, xy, stand, skeleton, stride, paf_threshold
     order = np.argsort(kind, kind='stable')
     peaks, kind = peaks[order], kind[order]
     where = np.concatenate([xy[real], stand[1]])[order]
-    _, first, second, strength, _ = candidates(pafs, kind, where, skeleton.limbs, stride, paf_threshold,
-                                               min_above, image_height)
+    _, first, second, strength = connect(pafs, kind, where, skeleton.limbs, stride, paf_threshold, min_above,
+                                         image_height)
     first, second = peaks[first], peaks[second]
     keep = (first >= len(parts)) | (second >= len(parts))
     return first[keep], second[keep], strength[keep]
