@@ -24,6 +24,10 @@ the network's resolution: the maps are never upsampled.
    a person that lacks a part takes it from the strongest candidate joining one of its peaks to that
    part's peak in another person.
 
+5. Duplicates: real maps now and then hold a second maximum beside a part, and the parts that take it make
+   a ghost of a person beside the real one. A person with at least `duplicate_share` of its parts within
+   DUPLICATE_CELLS of the same parts of a person ranked above it is dropped.
+
 A person's score (for ranking) is its summed part and connection scores over their most, 2K - 1.
 Keypoints come back in input pixels with the pixel <-> cell convention of pose/encode.py.
 """
@@ -35,6 +39,7 @@ from pose.decode_limbs import connect
 from pose.encode import cell_to_pixel
 
 _KERNEL = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+DUPLICATE_CELLS = 2.0  # parts of two people this close (in cells) count as the same for `duplicates`
 
 
 def params(config):
@@ -44,11 +49,12 @@ def params(config):
             'min_above': config.getfloat('decode', 'min_above'),
             'min_parts': config.getint('decode', 'min_parts'),
             'min_score': config.getfloat('decode', 'min_score'),
-            'join_above': config.getfloat('decode', 'join_above')}
+            'join_above': config.getfloat('decode', 'join_above'),
+            'duplicate_share': config.getfloat('decode', 'duplicate_share')}
 
 
 def decode(heatmaps, pafs, skeleton, stride, peak_threshold=0.05, paf_threshold=0.05, min_above=0.95,
-           min_parts=3, min_score=0.4, join_above=0.8):
+           min_parts=3, min_score=0.4, join_above=0.8, duplicate_share=0.6):
     """People in maps at `stride`: heatmaps (K+1, h, w) (background last; K channels also do) and pafs
     (2L, h, w). Returns [{'keypoints': float32 (K, 3) as (x, y, score) in input pixels, score 0 =
     missing, 'score': float}], best first; see the module docstring for the score."""
@@ -85,7 +91,10 @@ def decode(heatmaps, pafs, skeleton, stride, peak_threshold=0.05, paf_threshold=
     keypoints, linked = keypoints[good], linked[good]
     lend(keypoints, owner_index(owner, good), parts, pixels, scores, first, second, strength)
     score = (keypoints[:, :, 2].sum(axis=1) + linked) / (2 * count - 1)
-    return [{'keypoints': keypoints[p], 'score': float(score[p])} for p in np.argsort(-score, kind='stable')]
+    order = np.argsort(-score, kind='stable')
+    if duplicate_share < 1:
+        order = order[~duplicates(keypoints[order], duplicate_share, DUPLICATE_CELLS * stride)]
+    return [{'keypoints': keypoints[p], 'score': float(score[p])} for p in order]
 
 
 def _check(heatmaps, pafs, skeleton):
@@ -162,6 +171,17 @@ def assemble(parts, first, second, strength, rank=None):
         if np.array_equal(up, owner):
             return owner, np.asarray(linked, np.float32)
         owner = up
+
+
+def duplicates(keypoints, share, reach):
+    """Which of the people (P, K, 3), best first, are duplicates: at least `share` of their found parts lie
+    within `reach` pixels of the same parts of a person before them (the same peak lent to both, or a
+    second peak beside it)."""
+    found = keypoints[:, :, 2] > 0
+    distance = np.linalg.norm(keypoints[:, None, :, :2] - keypoints[None, :, :, :2], axis=3)
+    close = ((distance <= reach) & found[:, None] & found[None]).sum(axis=2)
+    before = np.tri(len(keypoints), k=-1, dtype=bool)  # [p, q]: q is ranked before p
+    return ((close >= share * found.sum(axis=1)[:, None]) & before).any(axis=1)
 
 
 def _open(owner, parts):

@@ -116,6 +116,30 @@ def test_missing_neck_no_longer_splits_a_person():
     assert dec.derived_parts(load('coco17')) == []
 
 
+def test_a_ghost_beside_a_person_is_dropped():
+    """Real maps put a second maximum beside a part now and then; the parts that took it form a ghost whose
+    parts lie a cell or so from the person's own. A person whose parts mostly lie within 2 cells of the
+    same parts of a better one is dropped (duplicate_share); two people side by side are kept."""
+    person = standing(seed=4, height=300)
+    ghost = np.zeros_like(person)
+    leg = [CMU.parts.index(name) for name in ('neck', 'right_hip', 'right_knee', 'right_ankle')]
+    ghost[0, leg] = person[0, leg] + (8, 8, 0)
+    heat, paf = maps(np.concatenate([person, ghost]))
+    kept = dec.decode(heat, paf, CMU, 8)
+    assert len(dec.decode(heat, paf, CMU, 8, duplicate_share=1)) == 2
+    assert len(kept) == 1 and (kept[0]['keypoints'][:, 2] > 0).all()
+    apart = np.concatenate([person, standing(seed=4, height=300, x=356)])  # one shoulder width apart
+    assert len(dec.decode(*maps(apart), CMU, 8)) == 2
+    # the rule itself: shares of parts close to an earlier person's
+    people = np.zeros((3, 4, 3), np.float32)
+    people[:, :, 2] = 1
+    people[1, :2, :2] = 1.0  # two of four parts on person 0's (at 0, 0), two far away
+    people[1, 2:, :2] = 50.0
+    people[2, :, :2] = 100.0
+    assert dec.duplicates(people, 0.5, 2.0).tolist() == [False, True, False]
+    assert dec.duplicates(people, 0.6, 2.0).tolist() == [False, False, False]
+
+
 def test_empty_and_lone_peak():
     heat, paf = maps(np.zeros((0, 18, 3)))
     assert dec.decode(heat, paf, CMU, 8) == []
@@ -202,7 +226,7 @@ def test_background_channel_optional_and_params():
     heat, paf = maps(person)
     options = dec.params(configlib.load(mods=['decode/min_parts=20']))
     assert options == {'peak_threshold': 0.05, 'paf_threshold': 0.05, 'min_above': 0.95,
-                       'min_parts': 20, 'min_score': 0.4, 'join_above': 0.8}
+                       'min_parts': 20, 'min_score': 0.4, 'join_above': 0.8, 'duplicate_share': 0.6}
     assert dec.decode(heat, paf, CMU, 8, **options) == []
     one, two = dec.decode(heat, paf, CMU, 8), dec.decode(heat[:18], paf, CMU, 8)
     np.testing.assert_array_equal(one[0]['keypoints'], two[0]['keypoints'])
