@@ -1,9 +1,19 @@
-"""Decoder benchmark: COCO keypoint AP recovered and milliseconds per image for 1, 5, 15 and 30 people in
-a 640x480 image (heights 40 to 400 px, overlapping as people do in crowds), stride 8, on maps encoded from
-the people (clean) and on degraded ones (noise, blur, missed parts and limbs).
+"""Decoder benchmark: pose.decode beside two independent decoders (tf-pose's C++ pafprocess and the
+pytorch-openpose decoder of controlnet-aux; benchmarks/decode_peers.py says how they are built and fed), each
+given exactly the same maps and timed the same way (CPU time of one decode), with the oracle: the same
+heatmap peaks given to the true people with perfect knowledge.
+
+* Synthetic crowds (default): COCO keypoint AP and the share of images with the right number of people for
+  1, 5, 15 and 30 people in a 640x480 image (heights 40 to 400 px, overlapping as people do in crowds),
+  stride 8, on maps encoded from the people (clean) and on degraded ones (noise, blur, missed parts and
+  limbs).
+* Real maps (`--real [FOLDER]`, benchmarks/decode_real.py): a pretrained network's maps of the labelled
+  images of a COCO-format folder (default: the shared coco-mini set), scored against the labels on the
+  tuning half (even image ids) and the held-out half (odd ids) apart.
 
 The scene generator and the COCO AP helper here are also used by tests/test_decode.py and
-benchmarks/encode.py. Run: `python benchmarks/decode.py` (one core); the last line is one JSON object.
+benchmarks/encode.py. Run: `python benchmarks/decode.py [--real]` (one core); the last line is one JSON
+object.
 """
 
 import argparse
