@@ -33,6 +33,7 @@ if __package__ in (None, ''):
 
 from benchmarks.common import machine, one_core  # noqa: E402
 from pose.skeleton import COCO_PARTS  # noqa: E402
+from utils import cli  # noqa: E402
 
 SIZE = (480, 640)           # (H, W) of the benchmark images
 HEIGHTS = (40, 400)         # smallest and largest person height in pixels
@@ -318,6 +319,7 @@ def real(folder, checkpoint, skeleton_check, runs, repeat, progress=True):
     return rows, source
 
 
+@cli.main
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -340,23 +342,19 @@ def main():
     one_core()
     from pose.skeleton import load
     from utils import config as configlib
-    from utils.cli import UserError
+    config = configlib.load(mods=args.mod)
     try:
-        config = configlib.load(mods=args.mod)
         skeleton = load(args.layout)
-        runs, lines = decoders(skeleton, config, not args.no_peers, args.upsampled)
-        print(f'machine: {machine()}')
-        for line in lines:
-            print(line)
-        print('ms = CPU milliseconds (time.process_time) of one decode of one image\'s maps, median over '
-              f'images (of {args.repeat} decodes each); oracle: the same peaks given to people with perfect '
-              'knowledge; gap = oracle AP - AP')
-        if args.real:
-            result = _real(args, runs)
-        else:
-            result = _synthetic(args, skeleton, runs)
-    except UserError as error:
-        sys.exit(f'error: {error}')
+    except ValueError as error:
+        raise cli.UserError(f'--layout: {error}') from None
+    runs, lines = decoders(skeleton, config, not args.no_peers, args.upsampled)
+    print(f'machine: {machine()}')
+    for line in lines:
+        print(line)
+    print('ms = CPU milliseconds (time.process_time) of one decode of one image\'s maps, median over '
+          f'images (of {args.repeat} decodes each); oracle: the same peaks given to people with perfect '
+          'knowledge; gap = oracle AP - AP')
+    result = _real(args, runs) if args.real else _synthetic(args, skeleton, runs)
     print(json.dumps(result))
 
 
