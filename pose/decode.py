@@ -32,6 +32,8 @@ A person's score (for ranking) is its summed part and connection scores over the
 Keypoints come back in input pixels with the pixel <-> cell convention of pose/encode.py.
 """
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -68,9 +70,10 @@ def decode(heatmaps, pafs, skeleton, stride, peak_threshold=0.05, paf_threshold=
     strict = first, second, strength
     owner, linked = assemble(parts, first, second, strength)
     rank = np.ones(len(first), np.intp)
-    if join_above < min_above:  # the weaker test, only where it can join two fragments
+    keep = _open(owner, parts, skeleton.limbs) if join_above < min_above and len(parts) else None
+    if keep is not None:  # the weaker test, only where it can join two fragments
         _, *more = connect(pafs, parts, inside, skeleton.limbs, stride, paf_threshold, join_above, height,
-                           keep=_open(owner, parts))
+                           keep=keep)
         first, second, strength, rank = _join((first, second, strength, rank), (*more, 2))
         owner, linked = assemble(parts, first, second, strength, rank)
     stand = stand_ins(owner, parts, inside, scores, derived_parts(skeleton))
@@ -184,13 +187,18 @@ def duplicates(keypoints, share, reach):
     return ((close >= share * found.sum(axis=1)[:, None]) & before).any(axis=1)
 
 
-def _open(owner, parts):
+def _open(owner, parts, limbs):
     """keep(limb, first, second) for connect: the pairs of peaks in two fragments of `owner` that could
-    still join along their limb (neither fragment holds the other peak's part)."""
+    still join along their limb (neither fragment holds the other peak's part); None when no limb could
+    join any two fragments."""
     roots = np.flatnonzero(owner == np.arange(len(owner)))
     index = np.searchsorted(roots, owner)
-    has = np.zeros((len(roots), int(parts.max(initial=0)) + 1), bool)
+    ends = np.asarray(limbs, np.intp).reshape(-1, 2)
+    has = np.zeros((len(roots), max(int(parts.max(initial=0)), int(ends.max(initial=0))) + 1), bool)
     has[index, parts] = True
+    a, b = has[:, ends[:, 0]], has[:, ends[:, 1]]
+    if not ((a & ~b).any(axis=0) & (b & ~a).any(axis=0)).any():
+        return None
 
     def keep(limb, first, second):
         a, b = index[first], index[second]
@@ -206,6 +214,7 @@ def _join(*groups):
             np.concatenate(strength).astype(np.float32), np.concatenate(rank))
 
 
+@functools.lru_cache(maxsize=16)
 def derived_parts(skeleton):
     """[(part, [its source parts])] for the layout's parts that are the mean of several of its other parts
     (cmu18's neck: the midpoint of the shoulders)."""

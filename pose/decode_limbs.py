@@ -7,7 +7,8 @@ midpoint is a sample), each read at its nearest cell of the network's resolution
 when at least `min_above` of the samples project onto the direction a -> b above `paf_threshold` and the
 mean projection plus CMU's distance prior min(0, image_height / (2 distance) - 1) is positive. A few of
 its own samples are tried first (the middle one, then up to PROBES more spread along it, each over all
-the pairs still in), so pairs that already fail on them (most pairs) never get the rest.
+the pairs still in while they are not FEW), so pairs that already fail on them (most pairs) never get the
+rest.
 
 A candidate's strength, which orders the assembly, is the mean over the samples of the projection minus
 the size of the field's component across the segment (cos - |sin| of the angle between the field and
@@ -19,6 +20,7 @@ import numpy as np
 
 MIN_SAMPLES, MAX_SAMPLES = 5, 25
 PROBES = 8  # samples tried, one at a time over all pairs left, after the middle one
+FEW = 48  # pairs so few that the full test costs less than more probes
 
 
 def _probe_order(n, count=PROBES):
@@ -97,6 +99,8 @@ def connect(pafs, parts, xy, limbs, stride, paf_threshold, min_above, image_heig
     pair = np.flatnonzero(missed <= misses)
     ux, uy = dx / np.maximum(length, 1e-6), dy / np.maximum(length, 1e-6)
     for probe in range(PROBES):
+        if len(pair) < FEW:
+            break
         index = _ORDER[count[pair], probe]
         tried = pair[index >= 0]
         t = (index[index >= 0] + 0.5) / count[tried]
