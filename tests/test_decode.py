@@ -283,3 +283,30 @@ def test_peer_layouts_read_our_fields_the_right_way():
         x, y = np.rint(pixel_to_cell((start + end) / 2, 8)).astype(int)
         direction = (end - start) / np.linalg.norm(end - start)
         assert theirs[cx, y, x] * direction[0] + theirs[cy, y, x] * direction[1] > 0.9
+
+
+def test_real_benchmark_counts_people_as_labelled():
+    """benchmarks/decode_real.py: a found person counts unless it stands in an unlabelled person's box (a
+    crowd or a person without keypoints) and in no labelled one; halves go by image id parity."""
+    from pycocotools.coco import COCO
+
+    from benchmarks import decode_real
+    gt = COCO()
+    gt.dataset = {'images': [{'id': 7, 'width': 640, 'height': 480}], 'categories': [{'id': 1}],
+                  'annotations': [
+                      {'id': 1, 'image_id': 7, 'category_id': 1, 'iscrowd': 0, 'num_keypoints': 5,
+                       'bbox': [0, 0, 100, 200]},
+                      {'id': 2, 'image_id': 7, 'category_id': 1, 'iscrowd': 0, 'num_keypoints': 0,
+                       'bbox': [300, 0, 100, 200]},
+                      {'id': 3, 'image_id': 7, 'category_id': 1, 'iscrowd': 1, 'num_keypoints': 0,
+                       'bbox': [500, 300, 100, 100]}]}
+    gt.createIndex()
+
+    def at(x, y):
+        keypoints = np.zeros((18, 3), np.float32)
+        keypoints[:3] = (x, y, 0.5)
+        return {'keypoints': keypoints, 'score': 0.5}
+    assert decode_real.count(gt, 7, []) == (1, 0)
+    assert decode_real.count(gt, 7, [at(50, 100), at(350, 100), at(550, 350)]) == (1, 1)
+    assert decode_real.count(gt, 7, [at(50, 100), at(200, 100)]) == (1, 2)
+    assert [decode_real.half(i) for i in (2, 7)] == ['tuning', 'held-out']
