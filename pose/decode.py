@@ -16,8 +16,9 @@ the network's resolution: the maps are never upsampled.
    is left the same way, strongest first: on real maps a limb's field often fails on a sample or two, which
    left a leg or an arm beyond it as a person of its own. Last, a part that the layout defines as the
    mean of others (cmu18's neck, the shoulders' midpoint) gets a stand-in peak there in each fragment that
-   holds its sources but not it, and the stand-in's limbs join fragments too: a missing neck peak used to
-   cut the hips and the head off the shoulders. Fragments with fewer
+   holds its sources but not it, and between each pair of its two sources' peaks in two fragments that
+   hold one each, and the stand-ins' limbs join fragments too: a missing neck peak used to cut the hips
+   and the head off the shoulders (and a person facing away into four pieces). Fragments with fewer
    than `min_parts` parts or a mean score below `min_score` (CMU's: summed part and connection scores
    over the number of parts) are dropped.
 4. Merged peaks: where two people's same parts lie closer than the maps resolve, one peak stands for both;
@@ -80,11 +81,11 @@ def decode(heatmaps, pafs, skeleton, stride, peak_threshold=0.05, paf_threshold=
     if len(stand[0]):  # again, with the stand-ins glued to their fragments first and their limbs last
         more = _stand_in_candidates(pafs, parts, inside, stand, skeleton, stride, paf_threshold,
                                     min(min_above, join_above), height)
-        glue = np.arange(len(parts), len(parts) + len(stand[0]))
+        glued = np.flatnonzero(stand[3] >= 0)
+        glue = (len(parts) + glued, stand[3][glued], np.zeros(len(glued), np.float32), 0)
         parts, inside = np.concatenate([parts, stand[0]]), np.concatenate([inside, stand[1]])
         xy, scores = np.concatenate([xy, stand[1]]), np.concatenate([scores, stand[2]])
-        first, second, strength, rank = _join((glue, stand[3], np.zeros(len(glue), np.float32), 0),
-                                              (first, second, strength, rank), (*more, 3))
+        first, second, strength, rank = _join(glue, (first, second, strength, rank), (*more, 3))
         owner, linked = assemble(parts, first, second, strength, rank)
     first, second, strength = strict
     pixels = cell_to_pixel(xy, stride)
@@ -228,28 +229,34 @@ def derived_parts(skeleton):
 
 
 def stand_ins(owner, parts, xy, scores, derived):
-    """Stand-in peaks (part (V,), xy (V, 2), score (V,), a source peak (V,)) for each fragment that lacks a
-    derived part but holds all its sources: at their mean, with their mean score."""
+    """Stand-in peaks (part (V,), xy (V, 2), score (V,), the source peak it is glued to (V,), -1 = none),
+    with their sources' mean position and mean score: one for each fragment that lacks a derived part but
+    holds all its sources, and, for a part derived from two, one for each pair of those two parts' peaks
+    in two fragments lacking the part and the other source (a person facing away, with no neck peak, falls
+    apart at the shoulders); those join only through their limbs."""
     found = ([], [], [], [])
     roots = np.flatnonzero(owner == np.arange(len(owner)))
     if not derived or not len(roots):
         return tuple(np.asarray(a) for a in found)
     index = np.searchsorted(roots, owner)
-    peak = np.full((len(roots), int(parts.max()) + 1), -1, np.intp)
+    size = max(int(parts.max()), max(max(part, *of) for part, of in derived)) + 1
+    peak = np.full((len(roots), size), -1, np.intp)
     peak[index, parts] = np.arange(len(parts))
     for part, of in derived:
-        if part >= peak.shape[1] or max(of) >= peak.shape[1]:
-            continue
         sources = peak[:, of]
-        lacking = np.flatnonzero((peak[:, part] < 0) & (sources >= 0).all(axis=1))
-        for fragment in lacking:
-            chosen = sources[fragment]
-            found[0].append(part)
-            found[1].append(xy[chosen].mean(axis=0))
-            found[2].append(scores[chosen].mean())
-            found[3].append(chosen[0])
-    return (np.asarray(found[0], np.intp), np.asarray(found[1], np.float32).reshape(-1, 2),
-            np.asarray(found[2], np.float32), np.asarray(found[3], np.intp))
+        lacking = peak[:, part] < 0
+        same = sources[lacking & (sources >= 0).all(axis=1)]
+        across = np.zeros((0, len(of)), np.intp)
+        if len(of) == 2:
+            alone = [sources[lacking & (sources[:, k] >= 0) & (sources[:, 1 - k] < 0), k] for k in (0, 1)]
+            across = np.stack(np.meshgrid(*alone, indexing='ij'), axis=-1).reshape(-1, 2)
+        chosen = np.concatenate([same, across])
+        found[0].append(np.full(len(chosen), part))
+        found[1].append(xy[chosen].mean(axis=1))
+        found[2].append(scores[chosen].mean(axis=1))
+        found[3].append(np.concatenate([same[:, 0], np.full(len(across), -1)]))
+    part, xy, score, glue = (np.concatenate(a) for a in found)
+    return part.astype(np.intp), xy.reshape(-1, 2).astype(np.float32), score.astype(np.float32), glue
 
 
 def _stand_in_candidates(pafs, parts, xy, stand, skeleton, stride, paf_threshold, min_above, image_height):

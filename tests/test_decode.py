@@ -140,6 +140,29 @@ def test_a_ghost_beside_a_person_is_dropped():
     assert dec.duplicates(people, 0.6, 2.0).tolist() == [False, False, False]
 
 
+def test_missing_neck_facing_away_no_longer_splits_a_person():
+    """Facing away (no nose or eyes) and with no neck peak, a person's shoulders are in two fragments (each
+    with its arm and ear) and the legs in two more: a stand-in neck for each such pair of shoulders joins
+    them through the neck's limbs."""
+    person = standing(seed=3)
+    hidden = [CMU.parts.index(name) for name in ('nose', 'right_eye', 'left_eye')]
+    person[0, hidden, 2] = 0
+    seen = person.copy()
+    seen[0, CMU.parts.index('neck'), 2] = 0
+    heat, paf = heatmaps(seen, CMU, SIZE, 8, 7.0), pafs(person, CMU, SIZE, 8, 8.0)
+    people = dec.decode(heat, paf, CMU, 8)
+    assert len(people) == 1
+    assert ((people[0]['keypoints'][:, 2] > 0) == (person[0, :, 2] > 0)).all()
+    # two such people side by side stay two
+    other = standing(seed=3, x=420)
+    other[0, hidden, 2] = 0
+    both, shown = np.concatenate([person, other]), np.concatenate([seen, other])
+    shown[1, CMU.parts.index('neck'), 2] = 0
+    heat, paf = heatmaps(shown, CMU, SIZE, 8, 7.0), pafs(both, CMU, SIZE, 8, 8.0)
+    people = dec.decode(heat, paf, CMU, 8)
+    assert len(people) == 2 and all((p['keypoints'][:, 2] > 0).sum() == 15 for p in people)
+
+
 def test_empty_and_lone_peak():
     heat, paf = maps(np.zeros((0, 18, 3)))
     assert dec.decode(heat, paf, CMU, 8) == []
