@@ -219,13 +219,9 @@ def _join(*groups):
 def derived_parts(skeleton):
     """[(part, [its source parts])] for the layout's parts that are the mean of several of its other parts
     (cmu18's neck: the midpoint of the shoulders)."""
-    index = skeleton.coco_index
-    found = []
-    for part, source in enumerate(skeleton.sources):
-        of = [index[s] for s in source]
-        if len(of) > 1 and min(of) >= 0:
-            found.append((part, of))
-    return found
+    single = {source[0]: k for k, source in enumerate(skeleton.sources) if len(source) == 1}
+    return [(part, [single[name] for name in source]) for part, source in enumerate(skeleton.sources)
+            if len(source) > 1 and all(name in single for name in source)]
 
 
 def stand_ins(owner, parts, xy, scores, derived):
