@@ -29,9 +29,10 @@ from tqdm import tqdm
 from pose import predict as predictor
 from pose import skeleton as skeletons
 from utils.cli import UserError
-from utils.video import open_source
+from utils.video import is_image, open_source
 
 DISC_SIDES = 8          # ignore discs as octagons (COCO polygons)
+VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v')
 
 
 def thresholds(keypoint=0.3, person=0.3, min_keypoints=5):
@@ -107,10 +108,21 @@ def _ignored(polygons, box, count):
             'area': box[2] * box[3], 'segmentation': polygons}
 
 
+def sources(inputs):
+    """`inputs` with each folder that holds videos replaced by its videos (and the folder itself when it
+    also holds images), in name order."""
+    result = []
+    for spec in map(str, inputs):
+        files = sorted(os.listdir(spec)) if os.path.isdir(spec) else []
+        videos = [os.path.join(spec, f) for f in files if f.lower().endswith(VIDEO_EXTENSIONS)]
+        result += videos + ([spec] if not videos or any(is_image(f) for f in files) else [])
+    return result
+
+
 def frames(inputs, every):
     """(name, BGR image) of every image and of every `every`-th frame of every video among `inputs` (paths,
-    folders, globs, as detect.py takes); every = 0: two frames per second of each video."""
-    for spec in inputs:
+    folders of images or videos, globs); every = 0: two frames per second of each video."""
+    for spec in sources(inputs):
         source = open_source(spec)
         step = every or max(1, int(round((source['fps'] or 2) / 2)))
         for index, (name, image) in enumerate(source['frames']):

@@ -127,3 +127,11 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys):
     with pytest.raises(autolabel.UserError, match='exists'):
         autolabel.label(fake_run(), config(tmp_path), SKELETON, 8, inputs(tmp_path)[:1], str(out))
     assert not list(tmp_path.glob('.autolabel-*'))                     # nothing half-written left behind
+
+
+def test_a_folder_of_videos_and_images_is_read_as_both(tmp_path):
+    folder, video = inputs(tmp_path)
+    (tmp_path / 'photos' / 'clip.mp4').write_bytes(open(video, 'rb').read())
+    assert autolabel.sources([folder, video]) == [str(tmp_path / 'photos' / 'clip.mp4'), folder, video]
+    names = [name for name, _ in autolabel.frames([folder], every=3)]
+    assert names == ['clip_000000', 'clip_000003', 'a', 'b']
