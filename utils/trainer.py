@@ -121,10 +121,12 @@ class Trainer:
     (0 = none) and seconds of wall-clock time in this run (0 = none). on_nonfinite(trainer, batch, outputs,
     terms) dumps what is needed to debug a NaN and returns the folder it wrote. inputs(image batch) makes
     the network input from the loader's images once they are on the device (the training loader's are
-    uint8, see transform.normalize.to_input); the hooks and NaN dumps see its result."""
+    uint8, see transform.normalize.to_input); the hooks and NaN dumps see its result. targets(batch), when
+    given, may then replace the batch's targets in place (model.distill: a teacher's maps)."""
 
     def __init__(self, model, optimizer, scheduler, loader, compute_loss, device, hooks=(), steps=0, epochs=0,
-                 seconds=0.0, amp=False, clip_grad=0.0, on_nonfinite=None, progress=True, inputs=None):
+                 seconds=0.0, amp=False, clip_grad=0.0, on_nonfinite=None, progress=True, inputs=None,
+                 targets=None):
         self.model, self.module = model, distributed.unwrap(model)
         self.optimizer, self.scheduler, self.loader = optimizer, scheduler, loader
         self.compute_loss, self.device, self.hooks = compute_loss, device, list(hooks)
@@ -133,6 +135,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp)
         self.clip_grad, self.on_nonfinite, self.progress = clip_grad, on_nonfinite, progress
         self.inputs = inputs or (lambda images: images)
+        self.targets = targets
         self.step = self.epoch = self.batch_in_epoch = 0
         self.epoch_rng = None     # torch's RNG state when this epoch's data iterator was made
         self.start_step = 0
@@ -269,6 +272,8 @@ class Trainer:
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
                  for k, v in batch.items()}
         batch['image'] = self.inputs(batch['image'])
+        if self.targets is not None:
+            self.targets(batch)
         self.batch_size = len(batch['image'])
         with torch.autocast(self.device.type, enabled=self.amp):
             outputs = self.model(batch['image'])

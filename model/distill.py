@@ -1,0 +1,50 @@
+"""Knowledge distillation from a frozen teacher network ("learning without forgetting", Li and Hoiem,
+ECCV 2016; Hinton et al., "Distilling the Knowledge in a Neural Network", 2015): the images of the
+[dataset] extra sets take the teacher's maps of the same augmented input as their targets, over the whole
+map, instead of their labels. Fine-tuning a pretrained network on a new domain (the quick start's synthetic
+people) with its own maps of real footage in every few batches keeps what it knew of real people.
+"""
+
+import torch
+
+from utils.cli import UserError
+
+
+def load_teacher(path, config, device):
+    """The frozen network of checkpoint `path` (built from its own saved config) on `device`; UserError when
+    it is missing or reads its input normalised otherwise than `config` (it would see other pixels)."""
+    import model as models
+    from transform import normalize
+    from utils import checkpoint
+    from utils import config as configlib
+    try:
+        state = checkpoint.load(path)
+    except checkpoint.CheckpointError as error:
+        raise UserError(f'[train] teacher: {error}') from None
+    if not isinstance(state, dict) or not isinstance(state.get('config'), str) or 'model' not in state:
+        raise UserError(f'[train] teacher = {path}: not a checkpoint with a model and its config')
+    saved = configlib.loads(state['config'])
+    if normalize.params(saved) != normalize.params(config):
+        raise UserError(f'[train] teacher = {path} reads input normalised as {normalize.params(saved)}, the '
+                        f'config says {normalize.params(config)}')
+    teacher = models.build(saved, pretrained=False)
+    teacher.load_state_dict(state['model'])
+    teacher.requires_grad_(False)
+    return teacher.to(device).eval()
+
+
+def targets(teacher):
+    """set(batch): for the samples whose batch['extra'] is true, heatmaps and pafs become the teacher's
+    last-stage maps of batch['image'] (the network input) and the mask 1 (every cell counts)."""
+    def apply(batch):
+        chosen = batch['extra'].bool()
+        if not chosen.any():
+            return
+        with torch.no_grad():
+            heatmaps, pafs = teacher(batch['image'][chosen])[-1]
+        for key, value in (('heatmaps', heatmaps), ('pafs', pafs)):
+            batch[key] = batch[key].clone()
+            batch[key][chosen] = value.to(batch[key].dtype)
+        batch['mask'] = batch['mask'].clone()
+        batch['mask'][chosen] = 1
+    return apply
