@@ -138,7 +138,7 @@ def test_detect_on_video_keeps_ids_and_writes_json_and_video(tmp_path):
                for i in range(count)]
     scenes = [np.stack(people[:1 + (i > 1)]) for i, people in enumerate(walkers)]  # the second comes in later
     write_video(tmp_path / 'walk.avi', level_frames(count, levels))
-    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'eval/height=160'])
+    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'detect/height=160'])
     source = video.open_source(str(tmp_path / 'walk.avi'))
     output, json_path = str(tmp_path / 'out.mp4'), str(tmp_path / 'people.json')
     frames = detect.detect(fake_network(scenes, levels), source, config, output, json_path, progress=False)
@@ -160,7 +160,7 @@ def test_detect_on_images_writes_drawn_images(tmp_path):
     scenes = [np.stack([figure(COCO17, 70, 80, 110)]), np.stack([figure(COCO17, 120, 80, 120, 0.2)])]
     for name, frame in zip(('x.png', 'y.png'), level_frames(2, levels)):
         cv2.imwrite(str(tmp_path / name), frame)
-    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'eval/height=160'])
+    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'detect/height=160'])
     out = tmp_path / 'drawn'
     frames = detect.detect(fake_network(scenes, levels), video.open_source(str(tmp_path / '*.png')), config,
                            str(out), progress=False)
@@ -214,7 +214,7 @@ def test_detect_script_on_images_and_video(trained, tmp_path, monkeypatch, capsy
                     '--no-show', '--height', '96', '-m', 'eval/threads=1']
     status, out, err = run_main(detect.main, args, monkeypatch, capsys)
     assert status == 0, err
-    assert '2 frames' in out and '% of a frame' in out
+    assert '2 frames at' in out and 'FPS' in out and 'network' in out
     check_document(tmp_path / 'images.json', 2, images)
     assert sorted(os.listdir(tmp_path / 'drawn')) == images
     for name in images:
