@@ -229,7 +229,8 @@ def main():
     p.add_argument('--frames', type=int, default=90, help='frames of the detect.py video')
     p.add_argument('--annotations', help='COCO keypoint file for the AP table (default: coco-mini)')
     p.add_argument('--images', help='image folder of --annotations')
-    p.add_argument('--skip', nargs='+', default=[], choices=('network', 'detect', 'ap'), help='tables to skip')
+    p.add_argument('--skip', nargs='+', default=[], choices=('network', 'detect', 'ap'),
+                   help='tables to leave out')
     args = p.parse_args()
     if ('detect' not in args.skip or 'ap' not in args.skip) and not os.path.isfile(args.checkpoint):
         p.error(f'--checkpoint {args.checkpoint} not found (convert_tf_torch.py writes it); or --skip '
