@@ -191,8 +191,10 @@ def report(clock):
 
 def detect(network, source, config, output=None, json_path=None, show=False, progress=True, clock=None):
     """Process `source` (showing it when `show`), writing `output` and `json_path` when given, also when
-    interrupted; returns the --json frames list. network: model.runner.load's dict."""
-    frames, clock = [], new_clock() if clock is None else clock
+    interrupted; returns the --json frames list. network: model.runner.load's dict. When the input fails
+    mid-stream (a UserError from reading it), the outputs keep every frame before, then the error is
+    raised."""
+    frames, clock, failure = [], new_clock() if clock is None else clock, None
     bar = tqdm(total=source['count'], unit='frame', disable=not progress)
     with contextlib.ExitStack() as stack:
         write_video = write_image = None
@@ -209,10 +211,14 @@ def detect(network, source, config, output=None, json_path=None, show=False, pro
                     write_image(name, canvas)
                 frames.append(frame_record(index, name, people, ids, network['skeleton']))
                 bar.update()
+        except cli.UserError as error:  # e.g. an unreadable image: the video so far is kept, as the JSON
+            failure = error
         finally:
             bar.close()
             if json_path:
                 write_json(json_path, frames, network['skeleton'], source['name'])
+    if failure is not None:
+        raise failure
     return frames
 
 
