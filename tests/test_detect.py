@@ -239,9 +239,9 @@ def test_detect_script_on_images_and_video(trained, tmp_path, monkeypatch, capsy
 # ---- the pipeline: frame order and shutdown, with no frame lost or duplicated in the JSON -------------
 
 def numbered_stream(count, fail_after=None):
-    """A video source dict of `count` frames whose grey levels number them, its fake network (frame i sees
-    one person at x = 40 + 3 i; at most 30 frames) and the person's expected nose x per frame. With `fail_after`, reading
-    frame `fail_after` raises UserError (a read error mid-stream)."""
+    """A video source dict of `count` (<= 30) frames whose grey levels number them, its fake network
+    (frame i sees one person at x = 40 + 3 i) and the person's expected nose x per frame. With
+    `fail_after`, reading frame `fail_after` raises UserError (a read error mid-stream)."""
     levels = [20 + 6 * i for i in range(count)]
     scenes = [np.stack([figure(COCO17, 40 + 3 * i, 80, 110)]) for i in range(count)]
 
