@@ -185,7 +185,8 @@ def report(clock):
     frames = max(clock['frames'], 1)
     rate = (clock['frames'] - 1) / (clock['last'] - clock['first']) if clock['frames'] > 1 else 0.0
     stages = ', '.join(f'{label} {clock[key] / frames * 1000:.1f} ms' for key, label in (
-        ('read', 'resize'), ('network', 'network'), ('decode', 'decode + tracking + drawing + writing')))
+        ('read', 'reading + resizing'), ('network', 'network'),
+        ('decode', 'decode + tracking + drawing + writing')))
     return f'{clock["frames"]} frames at {rate:.1f} FPS; per frame, in overlapping stages: {stages}'
 
 
