@@ -319,3 +319,10 @@ def test_ctrl_c_keeps_every_frame_that_came_out(tmp_path):
     frames = json.load(open(json_path))['frames']
     assert 1 <= check_frames(frames, json_path, output, noses) < 30
     assert not pipeline_threads()
+
+
+def test_detection_settings_come_from_the_detect_section():
+    settings = detect.options(configlib.load(mods=['eval/flip=true', 'eval/height=320']))
+    assert settings['height'] == 256 and settings['flip'] is False      # the speed defaults
+    settings = detect.options(configlib.load(mods=['eval/height=320', 'detect/height=0', 'detect/flip=true']))
+    assert settings['height'] == 320 and settings['flip'] is True
