@@ -149,5 +149,9 @@ def cached_onnx(source, build):
     if _fresh(path, key):
         return path, False
     network, config = build()
-    export_onnx.export(network, config, path, extra_metadata={SOURCE_KEY: key})
+    try:
+        export_onnx.export(network, config, path, extra_metadata={SOURCE_KEY: key})
+    except OSError as error:
+        raise UserError(f'cannot write the ONNX export {path} beside the checkpoint ({error.strerror}): copy '
+                        f'the checkpoint into a writable folder, or run it with --backend torch') from None
     return path, True
