@@ -241,6 +241,7 @@ def main():
         reason = 'there is no display' if video.gui_build() else \
             'opencv-python-headless has no GUI (the README says how to install opencv-python instead)'
         print(f'no window: {reason}; writing {output}')
+    print(f'{network["source"]} on {network["backend"]}, input height {options(network["config"])["height"]}')
     clock = new_clock()
     try:
         detect(network, source, network['config'], output, args.json, show, clock=clock)

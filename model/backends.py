@@ -79,11 +79,40 @@ def torch_runner(model, device, precision='f32'):
     return run
 
 
+def fitted(infer, fixed):
+    """run(batch) for infer(batch float32 (N,3,H,W)) -> (heatmaps, pafs) of a model whose input dimensions
+    `fixed` (N, C, H, W; None where dynamic) may be fixed: smaller inputs are zero-padded to a fixed size
+    and the maps cropped back, larger ones are a UserError; batches run one image at a time when the
+    batch size is fixed."""
+    def one(batch):
+        n, _, h, w = batch.shape
+        size = (fixed[2] or h, fixed[3] or w)
+        if size[0] < h or size[1] < w:
+            raise UserError(f'the ONNX model takes a fixed {size[0]}x{size[1]} input, smaller than the '
+                            f'{h}x{w} input asked for (lower the input height, or re-export with dynamic '
+                            f'axes)')
+        if size != (h, w):
+            padded = np.zeros((n, 3) + size, np.float32)
+            padded[:, :, :h, :w] = batch
+            batch = padded
+        heatmaps, pafs = infer(batch)
+        stride = size[0] // heatmaps.shape[2]
+        return heatmaps[:, :, :h // stride, :w // stride], pafs[:, :, :h // stride, :w // stride]
+
+    def run(batch):
+        batch = np.ascontiguousarray(batch, np.float32)
+        if fixed[0] is None or fixed[0] == len(batch):
+            return one(batch)
+        outputs = [one(batch[i:i + 1]) for i in range(len(batch))]
+        return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
+    return run
+
+
 def openvino_runner(path, precision='f32', threads=0):
     """run(batch) for an ONNX file on OpenVINO's CPU plugin (latency mode, `threads` inference threads,
     0 = OpenVINO's choice), computing in `precision`. Its outputs `heatmaps` and `pafs`, else its last
-    two, copied out of the request's buffers (a pipeline holds them while the next frame runs). One
-    thread at a time may call it."""
+    two, copied out of the request's buffers (a pipeline holds them while the next frame runs); a fixed
+    input size is honoured as `fitted` says. One thread at a time may call it."""
     import openvino
     core = openvino.Core()
     settings = {'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_PRECISION_HINT': precision}
@@ -97,11 +126,17 @@ def openvino_runner(path, precision='f32', threads=0):
     outputs = [compiled.outputs[names.index(n)] for n in ('heatmaps', 'pafs')] \
         if {'heatmaps', 'pafs'} <= set(names) else list(compiled.outputs[-2:])
     request = compiled.create_infer_request()
+    shape = compiled.inputs[0].get_partial_shape()
+    fixed = [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else [None] * 4
 
-    def run(batch):
-        result = request.infer({0: np.ascontiguousarray(batch, np.float32)})
+    def infer(batch):
+        try:
+            result = request.infer({0: batch})
+        except RuntimeError as error:
+            raise UserError(f'OpenVINO cannot run {path} on a {"x".join(map(str, batch.shape))} input: '
+                            f'{first_line(error)}') from None
         return np.array(result[outputs[0]]), np.array(result[outputs[1]])
-    return run
+    return fitted(infer, fixed)
 
 
 def first_line(error):

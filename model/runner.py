@@ -86,35 +86,12 @@ def onnx_backend(path, backend, precision, threads):
 
 def session_runner(session):
     """run(batch) for an ONNX Runtime session: its outputs `heatmaps` and `pafs` (export_onnx.py's names
-    for the last stage), else its last two. A fixed input size or batch size is honoured: smaller inputs
-    are zero-padded to it and the maps cropped back, larger ones are an error; batches run one image at a
-    time when needed."""
+    for the last stage), else its last two. A fixed input size or batch size is honoured (backends.fitted)."""
     feed = session.get_inputs()[0]
     names = [output.name for output in session.get_outputs()]
     names = ['heatmaps', 'pafs'] if {'heatmaps', 'pafs'} <= set(names) else names[-2:]
     fixed = [d if isinstance(d, int) else None for d in feed.shape]
-
-    def one(batch):
-        n, _, h, w = batch.shape
-        size = (fixed[2] or h, fixed[3] or w)
-        if size[0] < h or size[1] < w:
-            raise UserError(f'the ONNX model takes a fixed {size[0]}x{size[1]} input, smaller than the '
-                            f'{h}x{w} input asked for (lower [eval] height or re-export with dynamic axes)')
-        if size != (h, w):
-            padded = np.zeros((n, 3) + size, np.float32)
-            padded[:, :, :h, :w] = batch
-            batch = padded
-        heatmaps, pafs = session.run(names, {feed.name: batch})
-        stride = size[0] // heatmaps.shape[2]
-        return heatmaps[:, :, :h // stride, :w // stride], pafs[:, :, :h // stride, :w // stride]
-
-    def run(batch):
-        batch = np.ascontiguousarray(batch, np.float32)
-        if fixed[0] is None or fixed[0] == len(batch):
-            return one(batch)
-        outputs = [one(batch[i:i + 1]) for i in range(len(batch))]
-        return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
-    return run
+    return backends.fitted(lambda batch: tuple(session.run(names, {feed.name: batch})), fixed)
 
 
 def onnx_runner(path, threads=0):

@@ -155,3 +155,28 @@ def test_onnx_file_refuses_torch_and_openvino_reads_it(tmp_path):
     heatmaps, pafs = loaded['run'](x)
     assert heatmaps.shape == (2, 19, 6, 10) and pafs.shape == (2, 38, 6, 10)
     assert np.abs(pafs - expected[1].numpy()).max() < backends.TOLERANCE['f32']
+
+
+@pytest.mark.parametrize('backend', ['onnxruntime', 'openvino'])
+def test_a_fixed_input_size_is_padded_to_or_refused(tmp_path, backend):
+    import onnx
+    need(backend, 'f32')
+    config = configlib.load([THIN], ['model/stages=2'])
+    network = small_checkpoint(str(tmp_path / 'net.pt'), 0)
+    path = str(tmp_path / 'net.onnx')
+    export_onnx.export(network, config, path)
+    proto = onnx.load(path)
+    for dim in proto.graph.input[0].type.tensor_type.shape.dim[2:]:
+        dim.ClearField('dim_param')
+        dim.dim_value = 64
+    onnx.save(proto, path)
+    loaded = runner.load(configlib.load(), onnx=path, backend=backend, precision='f32', threads=1)
+    x = export_onnx.sample_images(config, (1, 48, 56), 2)
+    heatmaps, _ = loaded['run'](x)
+    padded = np.zeros((1, 3, 64, 64), np.float32)
+    padded[:, :, :48, :56] = x
+    with torch.no_grad():
+        expected = network(torch.from_numpy(padded))[-1][0].numpy()[:, :, :6, :7]
+    assert heatmaps.shape == (1, 19, 6, 7) and np.abs(heatmaps - expected).max() < backends.TOLERANCE['f32']
+    with pytest.raises(UserError, match='fixed 64x64 input, smaller than the 72x64'):
+        loaded['run'](np.zeros((1, 3, 72, 64), np.float32))
