@@ -3,8 +3,8 @@ OpenVINO (Intel's CPU runtime, the one of Lightweight OpenPose's real-time CPU f
 
 `choose` picks the backend and precision from what is installed and what the CPU offers: on a CPU,
 OpenVINO when installed (else ONNX Runtime, else PyTorch), in bf16 where the CPU computes it natively
-(AVX512-BF16 or AMX; OpenVINO reports it as the 'BF16' capability), else f32; on a GPU, PyTorch. Either
-can be forced ([eval] backend and precision, or --backend / --precision).
+(AVX512-BF16 or AMX; OpenVINO reports it as the 'BF16' capability), else f32; on a GPU, PyTorch (ONNX
+Runtime for an ONNX file). Either can be forced ([eval] backend and precision, or --backend / --precision).
 
 A checkpoint that runs on ONNX Runtime or OpenVINO is exported to ONNX once, cached beside it as
 `<checkpoint>.onnx` (written atomically, checked against PyTorch by export_onnx.export); the file carries
@@ -47,15 +47,17 @@ def cpu_has_bf16():
     return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 
-def choose(backend='auto', precision='auto', gpu=False):
-    """(backend, precision) to run with: 'auto' resolved as the module docstring says; UserError for an
-    unknown name, a backend that is not installed, or a precision the backend does not run."""
+def choose(backend='auto', precision='auto', gpu=False, onnx=False):
+    """(backend, precision) to run with: 'auto' resolved as the module docstring says (an ONNX file on a
+    GPU: ONNX Runtime, with its CUDA provider where installed); UserError for an unknown name, a backend
+    that is not installed, or a precision the backend does not run."""
     if backend not in BACKENDS + ('auto',):
         raise UserError(f'backend {backend!r}: choose one of auto, {", ".join(BACKENDS)}')
     if precision not in PRECISIONS + ('auto',):
         raise UserError(f'precision {precision!r}: choose one of auto, {", ".join(PRECISIONS)}')
     if backend == 'auto':
-        backend = 'torch' if gpu else next(b for b in ('openvino', 'onnxruntime', 'torch') if installed(b))
+        cpu_order = ('openvino', 'onnxruntime', 'torch')
+        backend = ('onnxruntime' if onnx else 'torch') if gpu else next(b for b in cpu_order if installed(b))
     elif not installed(backend):
         raise UserError(f'backend {backend!r} is not installed (pip install {backend})')
     if precision == 'auto':

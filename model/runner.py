@@ -160,7 +160,8 @@ def load(config, checkpoint=None, onnx=None, folder=None, device='auto', threads
     takes them (default: the config's [eval] backend and precision)."""
     device = device_for(device)
     backend, precision = backends.choose(backend or config.get('eval', 'backend'),
-                                         precision or config.get('eval', 'precision'), device.type == 'cuda')
+                                         precision or config.get('eval', 'precision'), device.type == 'cuda',
+                                         onnx=bool(onnx))
     if onnx:
         if backend == 'torch':
             raise UserError(f'--onnx {onnx}: an ONNX file runs on onnxruntime or openvino, not torch')

@@ -37,6 +37,8 @@ def need(backend, precision):
 
 def test_choice_of_backend_and_precision(monkeypatch):
     assert backends.choose('auto', 'auto', gpu=True) == ('torch', 'f32')
+    if backends.installed('onnxruntime'):
+        assert backends.choose('auto', 'auto', gpu=True, onnx=True) == ('onnxruntime', 'f32')
     assert backends.choose('torch', 'f32') == ('torch', 'f32')
     best = next(b for b in ('openvino', 'onnxruntime', 'torch') if backends.installed(b))
     bf16 = best == 'openvino' and backends.cpu_has_bf16()
