@@ -187,7 +187,8 @@ def report(clock):
     stages = ', '.join(f'{label} {clock[key] / frames * 1000:.1f} ms' for key, label in (
         ('read', 'reading + resizing'), ('network', 'network'),
         ('decode', 'decode + tracking + drawing + writing')))
-    return f'{clock["frames"]} frames at {rate:.1f} FPS; per frame, in overlapping stages: {stages}'
+    count = f'{clock["frames"]} frames at {rate:.1f} FPS' if clock['frames'] > 1 else f'{clock["frames"]} frame'
+    return f'{count}; per frame, in overlapping stages: {stages}'
 
 
 def detect(network, source, config, output=None, json_path=None, show=False, progress=True, clock=None):
