@@ -182,12 +182,12 @@ def process(network, source, config, clock, show=False):
 
 def report(clock):
     """One line: frames, the rate they came out at, and each stage's milliseconds per frame."""
-    frames = max(clock['frames'], 1)
-    rate = (clock['frames'] - 1) / (clock['last'] - clock['first']) if clock['frames'] > 1 else 0.0
-    stages = ', '.join(f'{label} {clock[key] / frames * 1000:.1f} ms' for key, label in (
+    frames = clock['frames']
+    rate = (frames - 1) / (clock['last'] - clock['first']) if frames > 1 else 0.0
+    stages = ', '.join(f'{label} {clock[key] / max(frames, 1) * 1000:.1f} ms' for key, label in (
         ('read', 'reading + resizing'), ('network', 'network'),
         ('decode', 'decode + tracking + drawing + writing')))
-    count = f'{clock["frames"]} frames at {rate:.1f} FPS' if clock['frames'] > 1 else f'{clock["frames"]} frame'
+    count = f'{frames} frames at {rate:.1f} FPS' if frames > 1 else f'{frames} frame'
     return f'{count}; per frame, in overlapping stages: {stages}'
 
 
