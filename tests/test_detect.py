@@ -326,3 +326,22 @@ def test_detection_settings_come_from_the_detect_section():
     assert settings['height'] == 256 and settings['flip'] is False      # the speed defaults
     settings = detect.options(configlib.load(mods=['eval/height=320', 'detect/height=0', 'detect/flip=true']))
     assert settings['height'] == 320 and settings['flip'] is True
+
+
+def test_a_camera_skips_stale_frames_and_never_repeats_one(tmp_path):
+    """A live source faster than the network: frames come out in capture order, each at most once, the
+    last one included, and fewer than were captured (the stale ones were dropped, not queued)."""
+    source, network, noses = numbered_stream(30)
+    frames_in = source['frames']
+
+    def camera():
+        for item in frames_in:
+            time.sleep(0.002)
+            yield item
+    source.update(kind='camera', count=None, frames=camera())
+    network['run'] = slowly(network['run'], 0.02)
+    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'detect/height=160'])
+    frames = detect.detect(network, source, config, progress=False)
+    seen = [int(np.argmin(np.abs(np.array(noses) - frame['people'][0]['keypoints'][0]))) for frame in frames]
+    assert seen == sorted(set(seen)) and seen[-1] == 29 and len(seen) < 30
+    assert [f['frame'] for f in frames] == list(range(len(frames))) and not pipeline_threads()
