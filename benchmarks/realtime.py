@@ -42,7 +42,8 @@ CHECKPOINT = os.path.join(ROOT, 'downloads', 'tf_mobilenet_thin.pt')
 
 def variants():
     """[(backend, precision)] this machine runs: bf16 only where the CPU computes it natively, and not in
-    PyTorch, whose CPU autocast ran this project's networks slower than f32 (1.1-3x in a first run)."""
+    PyTorch, whose CPU autocast ran this project's networks 20-40 times slower than OpenVINO's bf16 in a
+    first run (README), which only lengthened the benchmark."""
     bf16 = backends.cpu_has_bf16()
     found = [('torch', 'f32')]
     found += [('onnxruntime', 'f32')] if backends.installed('onnxruntime') else []
