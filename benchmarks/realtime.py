@@ -242,6 +242,9 @@ def main():
                 if backends.installed(name)]
     print(f'CPU bf16: {backends.cpu_has_bf16()}; runtimes: {", ".join(runtimes)}')
     print('load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}'.format(*os.getloadavg()), flush=True)
+    if os.getloadavg()[0] > 0.5 * os.cpu_count():
+        print(f'note: other work is running ({os.getloadavg()[0]:.1f} runnable on {os.cpu_count()} cores): '
+              f'wall-clock figures will be pessimistic; CPU ms less so')
     figures = {}
     with tempfile.TemporaryDirectory() as workdir:
         if 'network' not in args.skip:
