@@ -2,8 +2,16 @@
 their skeletons, ids and the frame rate; show them in a window, write them to --output (a video for
 video and camera input, image files for image input) and their keypoints to --json.
 
-The network is --onnx FILE (ONNX Runtime), --checkpoint FILE, or the newest checkpoint of the experiment
-folder; its layout and input normalisation come with it. Person ids persist across video frames.
+The network is --onnx FILE, --checkpoint FILE, or the newest checkpoint of the experiment folder; its
+layout and input normalisation come with it. It runs on the fastest backend the machine offers
+(model/backends.py; --backend and --precision force one) at [detect] height, without flip averaging
+unless [detect] flip asks for it. Person ids persist across video frames.
+
+Frames flow through a pipeline of threads (utils/pipeline.py): reading and resizing the next frame, the
+network, and decoding, tracking, drawing and writing the one before overlap, so a frame costs the slowest
+of these stages rather than their sum; the drawn frame rate is the measured rate of frames out. A camera
+is read by its own thread that keeps only the newest frame. The output and --json hold every frame that
+came out, in order, also when the input fails mid-stream or Ctrl-C stops the run.
 
 --json holds {"layout", "keypoint_names", "source", "frames": [{"frame", "image", "people": [{"id",
 "score", "keypoints"}]}]} with keypoints in the layout's own part order (its names listed once, in
@@ -19,11 +27,11 @@ import time
 import cv2
 from tqdm import tqdm
 
-from model import runner
+from model import backends, runner
 from pose import predict as predictor
 from pose.draw import draw_people
 from pose.track import Tracker
-from utils import cli, video
+from utils import cli, pipeline, video
 from utils.io import atomic_write_text
 
 
@@ -39,7 +47,11 @@ def arguments():
                    'outputs/detect/<input name> when no window is shown')
     p.add_argument('--json', help='write every frame\'s people to this JSON file')
     p.add_argument('--no-show', action='store_true', help='never open a window')
-    p.add_argument('--height', type=int, help='network input height (default: [eval] height)')
+    p.add_argument('--height', type=int, help='network input height (default: [detect] height)')
+    p.add_argument('--backend', choices=('auto',) + backends.BACKENDS,
+                   help='runtime of the network (default: [eval] backend)')
+    p.add_argument('--precision', choices=('auto',) + backends.PRECISIONS,
+                   help='arithmetic of the network (default: [eval] precision)')
     return p
 
 
@@ -65,15 +77,13 @@ def image_writer(output, count):
     return write
 
 
-def timed(run, clock):
-    """`run` adding its seconds to clock['network']."""
-    def wrapper(batch):
-        start = time.perf_counter()
-        try:
-            return run(batch)
-        finally:
-            clock['network'] += time.perf_counter() - start
-    return wrapper
+def timed(clock, key, function, *args, **kwargs):
+    """function(*args, **kwargs), adding its seconds to clock[key]."""
+    start = time.perf_counter()
+    try:
+        return function(*args, **kwargs)
+    finally:
+        clock[key] += time.perf_counter() - start
 
 
 def annotate(frame, people, ids, skeleton, threshold, fps):
@@ -104,46 +114,90 @@ def write_json(path, frames, skeleton, source):
 
 
 def new_clock():
-    """Seconds spent in the network and in whole frames (without reading and writing them), and frames."""
-    return {'network': 0.0, 'total': 0.0, 'frames': 0}
+    """Seconds spent per stage (reading + resizing, network, decoding + tracking + drawing + writing), frames
+    out, and the times the first and the last came out."""
+    return {'read': 0.0, 'network': 0.0, 'decode': 0.0, 'frames': 0, 'first': None, 'last': None}
+
+
+def options(config):
+    """predict's keyword arguments for detection: [eval]'s, with [detect] height (0: [eval] height) and
+    [detect] flip."""
+    found = predictor.options(config)
+    found['height'] = config.getint('detect', 'height') or found['height']
+    found['flip'] = config.getboolean('detect', 'flip')
+    return found
+
+
+def numbered(frames, clock):
+    """(index, (name, frame)) of `frames`, which are closed when this is; adds the reading time to
+    clock['read']."""
+    with contextlib.closing(frames):
+        index, start = 0, time.perf_counter()
+        for item in frames:
+            clock['read'] += time.perf_counter() - start
+            yield index, item
+            index, start = index + 1, time.perf_counter()
 
 
 def process(network, source, config, clock, show=False):
     """Run the network over every frame of `source` (utils.video.open_source), adding timings to `clock`;
-    yields (frame index, name, people, ids, annotated frame). Stops early when the window is closed."""
+    yields (frame index, name, people, ids, annotated frame) in order. Reading + resizing and the network
+    run in threads of their own (utils.pipeline); the caller's work on a frame (writing it) counts in
+    its stage. Stops early when the window is closed."""
     run, skeleton, stride = network['run'], network['skeleton'], network['stride']
-    options = predictor.options(config)
+    settings = options(config)
+    decode_params = settings.pop('decode_params')
     threshold = config.getfloat('detect', 'draw_threshold')
     tracker = Tracker(config.getint('detect', 'track_patience'), config.getfloat('detect', 'track_distance'))
-    timed_run, fps = timed(run, clock), 0.0
-    for index, (name, frame) in enumerate(source['frames']):
-        start = time.perf_counter()
-        people = predictor.predict(timed_run, frame, skeleton, stride, **options)
-        keypoints = [p['keypoints'] for p in people]
-        ids = tracker.update(keypoints) if source['kind'] != 'images' else list(range(len(people)))
-        canvas = annotate(frame, people, ids, skeleton, threshold, fps)
-        spent = time.perf_counter() - start
-        clock['total'] += spent
-        clock['frames'] += 1
-        fps = 1 / spent if not fps else 0.9 * fps + 0.1 / spent
-        yield index, name, people, ids, canvas
-        if show and not video.show('detect.py (q to quit)', canvas):
-            break
+    frames = video.newest(source['frames']) if source['kind'] == 'camera' else source['frames']
+
+    def read(item):
+        index, (name, frame) = item
+        return index, name, frame, predictor.inputs(frame, stride, **settings)
+
+    def infer(item):
+        index, name, frame, prepared = item
+        return index, name, frame, prepared, predictor.outputs(run, prepared, stride)
+
+    steps = [lambda item: timed(clock, 'read', read, item), lambda item: timed(clock, 'network', infer, item)]
+    fps = 0.0
+    with contextlib.closing(pipeline.pipelined(numbered(frames, clock), steps)) as stream:
+        for index, name, frame, prepared, maps in stream:
+            start = time.perf_counter()
+            heatmaps, pafs, geometry = predictor.combine(prepared, maps, skeleton, stride)
+            people = predictor.people(heatmaps, pafs, geometry, skeleton, decode_params)
+            ids = tracker.update([p['keypoints'] for p in people]) if source['kind'] != 'images' else \
+                list(range(len(people)))
+            canvas = annotate(frame, people, ids, skeleton, threshold, fps)
+            yield index, name, people, ids, canvas
+            now = time.perf_counter()
+            clock['decode'] += now - start
+            if clock['last'] is not None:
+                interval = max(now - clock['last'], 1e-9)
+                fps = 1 / interval if not fps else 0.9 * fps + 0.1 / interval
+            clock['first'] = now if clock['first'] is None else clock['first']
+            clock['last'], clock['frames'] = now, clock['frames'] + 1
+            if show and not video.show('detect.py (q to quit)', canvas):
+                break
 
 
 def report(clock):
-    """One line: frames, milliseconds per frame in the network and around it."""
-    frames = max(clock['frames'], 1)
-    network, total = clock['network'] / frames * 1000, clock['total'] / frames * 1000
-    overhead = total - network
-    return (f'{clock["frames"]} frames: {total:.1f} ms per frame, network {network:.1f} ms, resize + decode '
-            f'+ tracking + drawing {overhead:.1f} ms ({100 * overhead / max(total, 1e-9):.1f}% of a frame)')
+    """One line: frames, the rate they came out at, and each stage's milliseconds per frame."""
+    frames = clock['frames']
+    rate = (frames - 1) / (clock['last'] - clock['first']) if frames > 1 else 0.0
+    stages = ', '.join(f'{label} {clock[key] / max(frames, 1) * 1000:.1f} ms' for key, label in (
+        ('read', 'reading + resizing'), ('network', 'network'),
+        ('decode', 'decode + tracking + drawing + writing')))
+    count = f'{frames} frames at {rate:.1f} FPS' if frames > 1 else f'{frames} frame'
+    return f'{count}; per frame, in overlapping stages: {stages}'
 
 
 def detect(network, source, config, output=None, json_path=None, show=False, progress=True, clock=None):
     """Process `source` (showing it when `show`), writing `output` and `json_path` when given, also when
-    interrupted; returns the --json frames list. network: model.runner.load's dict."""
-    frames, clock = [], new_clock() if clock is None else clock
+    interrupted; returns the --json frames list. network: model.runner.load's dict. When the input fails
+    mid-stream (a UserError from reading it), the outputs keep every frame before, then the error is
+    raised."""
+    frames, clock, failure = [], new_clock() if clock is None else clock, None
     bar = tqdm(total=source['count'], unit='frame', disable=not progress)
     with contextlib.ExitStack() as stack:
         write_video = write_image = None
@@ -152,17 +206,22 @@ def detect(network, source, config, output=None, json_path=None, show=False, pro
         elif output:
             write_video = stack.enter_context(video.video_writer(output, source['fps']))
         try:
-            for index, name, people, ids, canvas in process(network, source, config, clock, show):
+            stream = stack.enter_context(contextlib.closing(process(network, source, config, clock, show)))
+            for index, name, people, ids, canvas in stream:
                 if write_video:
                     write_video(canvas)
                 if write_image:
                     write_image(name, canvas)
                 frames.append(frame_record(index, name, people, ids, network['skeleton']))
                 bar.update()
+        except cli.UserError as error:  # e.g. an unreadable image: the video so far is kept, as the JSON
+            failure = error
         finally:
             bar.close()
             if json_path:
                 write_json(json_path, frames, network['skeleton'], source['name'])
+    if failure is not None:
+        raise failure
     return frames
 
 
@@ -173,16 +232,18 @@ def main():
     if args.height is not None:
         if args.height < 1:
             raise cli.UserError(f'--height {args.height}: must be a positive number of pixels')
-        config.set('eval', 'height', str(args.height))
+        config.set('detect', 'height', str(args.height))
     source = video.open_source(args.input)
     network = runner.load(config, args.checkpoint, args.onnx, cli.model_dir(args, config),
-                          config.get('eval', 'device'), config.getint('eval', 'threads'))
+                          config.get('eval', 'device'), config.getint('eval', 'threads'), args.backend,
+                          args.precision)
     show = not args.no_show and video.can_show()
     output = args.output or (None if show else default_output(source))
     if not show and not args.no_show:
         reason = 'there is no display' if video.gui_build() else \
             'opencv-python-headless has no GUI (the README says how to install opencv-python instead)'
         print(f'no window: {reason}; writing {output}')
+    print(f'{network["source"]} on {network["backend"]}, input height {options(network["config"])["height"]}')
     clock = new_clock()
     try:
         detect(network, source, network['config'], output, args.json, show, clock=clock)

@@ -4,17 +4,18 @@ keypoint dataset: its own keypoints and category, the layout's OKS sigmas (utils
 
 Each image is resized to [eval] height (aspect kept, padded to the stride), optionally also run at
 [eval] scales and mirrored ([eval] flip), decoded with [decode] and mapped back to the image. The network
-is --onnx FILE (ONNX Runtime), --checkpoint FILE, or the newest checkpoint of the experiment folder; its
-layout and input normalisation come with it. Writes COCO's results JSON to <folder of the network
-file>/eval/results-<step or ONNX name>.json (the experiment folder for its checkpoints), the figures and
-settings beside it in metrics-<...>.json (as the trainer's evaluation hook does), and prints COCO's
-keypoint table.
+is --onnx FILE, --checkpoint FILE, or the newest checkpoint of the experiment folder; its layout and input
+normalisation come with it; it runs on [eval] backend and precision (model/backends.py: by default the
+fastest the machine offers; --backend and --precision force one). Writes COCO's results JSON to <folder
+of the network file>/eval/results-<step or ONNX name>.json (the experiment folder for its checkpoints),
+the figures and settings (backend included) beside it in metrics-<...>.json (as the trainer's evaluation
+hook does), and prints COCO's keypoint table.
 """
 
 import json
 import os
 
-from model import runner
+from model import backends, runner
 from utils import cli
 from utils import evaluate as evaluation
 from utils.io import atomic_write_text
@@ -29,6 +30,10 @@ def arguments():
     p.add_argument('--annotations', help='COCO keypoint annotation file to evaluate on instead of the cache')
     p.add_argument('--images', help='image folder of --annotations')
     p.add_argument('--results', help='results JSON to write (default: see above)')
+    p.add_argument('--backend', choices=('auto',) + backends.BACKENDS,
+                   help='runtime of the network (default: [eval] backend)')
+    p.add_argument('--precision', choices=('auto',) + backends.PRECISIONS,
+                   help='arithmetic of the network (default: [eval] precision)')
     return p
 
 
@@ -58,7 +63,8 @@ def main():
         raise cli.UserError('--annotations and --images go together (a COCO keypoint file and its images)')
     config = cli.load_config(args)
     network = runner.load(config, args.checkpoint, args.onnx, cli.model_dir(args, config),
-                          config.get('eval', 'device'), config.getint('eval', 'threads'))
+                          config.get('eval', 'device'), config.getint('eval', 'threads'), args.backend,
+                          args.precision)
     config = network['config']
     for section, option, mine, theirs in network['changed']:
         print(f'note: [{section}] {option} = {theirs} comes with the network (the config says {mine})')
@@ -70,10 +76,11 @@ def main():
     else:
         images, annotations = evaluation.cache_images(config, limit)
     path, metrics = output_paths(network, args.annotations, args.results)
-    print(f'evaluating {network["source"]} on {len(images)} images of {annotations}')
+    print(f'evaluating {network["source"]} ({network["backend"]}) on {len(images)} images of {annotations}')
     stats = evaluation.evaluate_images(network['run'], config, network['skeleton'], network['stride'],
                                        images, annotations, path)
-    record = {'step': network['step'], **stats, 'images': len(images), 'annotations': annotations,
+    record = {'step': network['step'], 'backend': network['backend'], **stats, 'images': len(images),
+              'annotations': annotations,
               **settings(config, limit, network['source'])}
     atomic_write_text(metrics, json.dumps(record, indent=1) + '\n')
     print(' | '.join(f'{name} {stats[name]:.3f}' for name in ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR')))

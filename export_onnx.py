@@ -113,12 +113,12 @@ def largest_difference(path, network, inputs):
     return difference
 
 
-def export(model, config, path, all_stages=False, size=None, tolerance=TOLERANCE):
+def export(model, config, path, all_stages=False, size=None, tolerance=TOLERANCE, extra_metadata=None):
     """Write `model` (a network from model.build) to the ONNX file `path`; return the largest absolute
     difference between ONNX Runtime and PyTorch on two random inputs.
 
     `size` (H, W) is the tracing size (default 8 x 12 output cells); with `tolerance`, a larger difference
-    raises ExportError and leaves no file."""
+    raises ExportError and leaves no file. `extra_metadata` {key: text} joins the file's metadata."""
     import onnx
     # eval() on the wrapper too: the exporter restores the wrapper's mode, recursively, when it is done
     network = Outputs(copy.deepcopy(model).cpu(), all_stages).eval()
@@ -128,7 +128,7 @@ def export(model, config, path, all_stages=False, size=None, tolerance=TOLERANCE
         raise ExportError(f'export size {size[0]}x{size[1]} is not a multiple of the stride {stride}')
     names = output_names(len(model.stages), all_stages)
     proto = onnx.load_from_string(to_onnx(network, names, size))
-    onnx.helper.set_model_props(proto, metadata(config, model, names))
+    onnx.helper.set_model_props(proto, {**metadata(config, model, names), **(extra_metadata or {})})
     onnx.checker.check_model(proto)
     inputs = [sample_images(config, (1, *size), 0),
               sample_images(config, (2, size[0] + 2 * stride, size[1] + stride), 1)]

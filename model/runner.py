@@ -2,10 +2,11 @@
 -> (heatmaps (N,K+1,h,w), pafs (N,2L,h,w)) as numpy arrays, from the network's last stage.
 
 The network is a torch model (`torch_runner`) or an ONNX file written by export_onnx.py (`onnx_runner`,
-ONNX Runtime). `load` finds the network eval.py and detect.py were pointed at (--checkpoint, --onnx, or
-the newest checkpoint of the experiment folder) and the config it was trained with: its [model] and
-[input] sections (layout, backbone, stages, normalisation) come with the network; every other section is
-the user's.
+ONNX Runtime; model/backends.py adds OpenVINO and bf16). `load` finds the network eval.py and detect.py
+were pointed at (--checkpoint, --onnx, or the newest checkpoint of the experiment folder), the config it
+was trained with (its [model] and [input] sections (layout, backbone, stages, normalisation) come with
+the network; every other section is the user's) and runs it on the backend [eval] backend and precision
+choose (model/backends.py).
 """
 
 import os
@@ -13,7 +14,7 @@ import os
 import numpy as np
 import torch
 
-from model import build, layout
+from model import backends, build, layout
 from utils import checkpoint as checkpoints
 from utils import config as configlib
 from utils.cli import UserError
@@ -32,18 +33,13 @@ def device_for(name='auto'):
         raise UserError(f'device {name!r}: {error}') from None
 
 
-def torch_runner(model, device=None):
+def torch_runner(model, device=None, precision='f32'):
     """run(batch) for a torch model returning [(heatmaps, pafs) per stage]; it runs without gradients on
-    `device` (default: where the model's parameters are). The caller keeps the model in eval mode."""
+    `device` (default: where the model's parameters are), in `precision` (f32 or bf16). The caller keeps
+    the model in eval mode."""
     if device is None:
         device = next(iter(model.parameters()), torch.empty(0)).device
-
-    def run(batch):
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(device)
-            heatmaps, pafs = model(x)[-1]
-            return heatmaps.float().cpu().numpy(), pafs.float().cpu().numpy()
-    return run
+    return backends.torch_runner(model, torch.device(device), precision)
 
 
 def onnx_session(path, threads=0):
@@ -62,47 +58,40 @@ def onnx_session(path, threads=0):
         session = onnxruntime.InferenceSession(path, options, providers=providers)
     except Exception as error:  # onnxruntime raises its own exception types for bad files
         raise UserError(f'cannot load ONNX file {path}: {str(error).splitlines()[0]}') from None
-    meta = dict(session.get_modelmeta().custom_metadata_map)
+    return session, checked_metadata(dict(session.get_modelmeta().custom_metadata_map), path)
+
+
+def checked_metadata(meta, path):
+    """`meta`, the metadata of the ONNX file `path`; UserError when it lacks export_onnx.py's 'config' and
+    'stride'."""
     missing = [key for key in ('config', 'stride') if key not in meta]
     if missing:
         raise UserError(f'ONNX file {path} has no {" or ".join(repr(k) for k in missing)} metadata: '
                         f'it was not written by export_onnx.py (re-export the checkpoint with it)')
     if not meta['stride'].isdigit():
         raise UserError(f"ONNX file {path}: its 'stride' metadata {meta['stride']!r} is not a whole number")
-    return session, meta
+    return meta
+
+
+def onnx_backend(path, backend, precision, threads):
+    """(run, metadata) of the ONNX file `path` on ONNX Runtime or OpenVINO."""
+    if backend == 'onnxruntime':
+        session, meta = onnx_session(path, threads)
+        return session_runner(session), meta
+    if not os.path.isfile(path):
+        raise UserError(f'ONNX file not found: {path}')
+    meta = checked_metadata(backends.onnx_metadata(path), path)
+    return backends.openvino_runner(path, precision, threads), meta
 
 
 def session_runner(session):
     """run(batch) for an ONNX Runtime session: its outputs `heatmaps` and `pafs` (export_onnx.py's names
-    for the last stage), else its last two. A fixed input size or batch size is honoured: smaller inputs
-    are zero-padded to it and the maps cropped back, larger ones are an error; batches run one image at a
-    time when needed."""
+    for the last stage), else its last two. A fixed input size or batch size is honoured (backends.fitted)."""
     feed = session.get_inputs()[0]
     names = [output.name for output in session.get_outputs()]
     names = ['heatmaps', 'pafs'] if {'heatmaps', 'pafs'} <= set(names) else names[-2:]
     fixed = [d if isinstance(d, int) else None for d in feed.shape]
-
-    def one(batch):
-        n, _, h, w = batch.shape
-        size = (fixed[2] or h, fixed[3] or w)
-        if size[0] < h or size[1] < w:
-            raise UserError(f'the ONNX model takes a fixed {size[0]}x{size[1]} input, smaller than the '
-                            f'{h}x{w} input asked for (lower [eval] height or re-export with dynamic axes)')
-        if size != (h, w):
-            padded = np.zeros((n, 3) + size, np.float32)
-            padded[:, :, :h, :w] = batch
-            batch = padded
-        heatmaps, pafs = session.run(names, {feed.name: batch})
-        stride = size[0] // heatmaps.shape[2]
-        return heatmaps[:, :, :h // stride, :w // stride], pafs[:, :, :h // stride, :w // stride]
-
-    def run(batch):
-        batch = np.ascontiguousarray(batch, np.float32)
-        if fixed[0] is None or fixed[0] == len(batch):
-            return one(batch)
-        outputs = [one(batch[i:i + 1]) for i in range(len(batch))]
-        return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
-    return run
+    return backends.fitted(lambda batch: tuple(session.run(names, {feed.name: batch})), fixed)
 
 
 def onnx_runner(path, threads=0):
@@ -158,31 +147,44 @@ def read_checkpoint(path=None, folder=None):
     return state, found
 
 
-def load(config, checkpoint=None, onnx=None, folder=None, device='auto', threads=0):
+def load(config, checkpoint=None, onnx=None, folder=None, device='auto', threads=0, backend=None,
+         precision=None):
     """Everything eval.py and detect.py need to run a network: a dict with 'run', 'config' (the user's
     config with the network's [model] and [input]), 'skeleton', 'stride', 'source' (the file),
-    'step' (training step, None for ONNX), 'changed' (the user's model options the network overrode).
+    'step' (training step, None for ONNX), 'changed' (the user's model options the network overrode),
+    'backend' (e.g. 'openvino bf16').
 
     The network is the ONNX file `onnx`, else the checkpoint `checkpoint`, else the newest checkpoint in
     `folder`. A checkpoint without a saved config is built from the user's config; one whose weights do
-    not fit gives a UserError listing the mismatched keys."""
+    not fit gives a UserError listing the mismatched keys. backend, precision: as model.backends.choose
+    takes them (default: the config's [eval] backend and precision)."""
+    device = device_for(device)
+    backend, precision = backends.choose(backend or config.get('eval', 'backend'),
+                                         precision or config.get('eval', 'precision'), device.type == 'cuda',
+                                         onnx=bool(onnx))
     if onnx:
-        session, meta = onnx_session(onnx, threads)
+        if backend == 'torch':
+            raise UserError(f'--onnx {onnx}: an ONNX file runs on onnxruntime or openvino, not torch')
+        run, meta = onnx_backend(onnx, backend, precision, threads)
         merged, changed = merge(config, _saved_config(meta['config'], onnx))
-        return {'run': session_runner(session), 'config': merged, 'skeleton': layout(merged),
-                'stride': int(meta['stride']), 'source': onnx, 'step': None, 'changed': changed}
+        return {'run': run, 'config': merged, 'skeleton': layout(merged), 'stride': int(meta['stride']),
+                'source': onnx, 'step': None, 'changed': changed, 'backend': f'{backend} {precision}'}
     state, path = read_checkpoint(checkpoint, folder)
     if not isinstance(state, dict) or 'model' not in state:
         raise UserError(f'{path} holds no model weights (no "model" entry)')
     merged, changed = config, []
     if state.get('config'):
         merged, changed = merge(config, _saved_config(state['config'], path))
+    found = {'config': merged, 'skeleton': layout(merged), 'source': path, 'step': state.get('step'),
+             'changed': changed, 'backend': f'{backend} {precision}'}
+    if backend != 'torch':
+        file, _ = backends.cached_onnx(path, lambda: (_torch_network(merged, state, path, 'cpu'), merged))
+        run, meta = onnx_backend(file, backend, precision, threads)
+        return {**found, 'run': run, 'stride': int(meta['stride'])}
     if threads:
         torch.set_num_threads(threads)
-    device = device_for(device)
     network = _torch_network(merged, state, path, device)
-    return {'run': torch_runner(network, device), 'config': merged, 'skeleton': network.skeleton,
-            'stride': int(network.stride), 'source': path, 'step': state.get('step'), 'changed': changed}
+    return {**found, 'run': torch_runner(network, device, precision), 'stride': int(network.stride)}
 
 
 def infer_stride(run, size=256):

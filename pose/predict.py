@@ -95,36 +95,62 @@ def resample(maps, stride, ratio, size):
     return np.concatenate(chunks, axis=-1).transpose(2, 0, 1)
 
 
+def inputs(image, stride, norm, height, scales=(1.0,), flip=False):
+    """The network's inputs for a BGR uint8 image: {'shape': image shape, 'flip', 'batches': [(batch,
+    resized size, padded size) per scale]} (resizing and normalising, the part before the network)."""
+    batches = []
+    for scale in scales:
+        size, padded = input_size(image.shape, height, stride, scale)
+        batches.append((prepare(image, size, padded, norm, flip), size, padded))
+    return {'shape': image.shape, 'flip': flip, 'height': height, 'batches': batches}
+
+
+def outputs(run, prepared, stride):
+    """[(heatmaps, pafs) float32 per scale] of run on `inputs`' batches (the network's part)."""
+    found = []
+    for batch, _, padded in prepared['batches']:
+        heatmaps, pafs = run(batch)
+        heatmaps, pafs = np.asarray(heatmaps, np.float32), np.asarray(pafs, np.float32)
+        if heatmaps.shape[-2:] != (padded[0] // stride, padded[1] // stride):
+            raise ValueError(f'the network gave {heatmaps.shape[-2]}x{heatmaps.shape[-1]} maps for a '
+                             f'{padded[0]}x{padded[1]} input: its stride is not {stride}')
+        found.append((heatmaps, pafs))
+    return found
+
+
+def combine(prepared, maps, skeleton, stride):
+    """Averaged (heatmaps (K+1,h,w), pafs (2L,h,w), geometry) from `inputs` and `outputs`: every scale's
+    (and mirror's) maps resampled onto the scale-1 grid; see predict_maps."""
+    shape, flip = prepared['shape'], prepared['flip']
+    (h1, w1), padded = input_size(shape, prepared['height'], stride)
+    grid = (padded[0] // stride, padded[1] // stride)
+    total, count = None, 0
+    for (_, size, _), (heatmaps, pafs) in zip(prepared['batches'], maps):
+        if flip:
+            mirrored = unflip(heatmaps[1], pafs[1], skeleton)
+            heatmaps, pafs = heatmaps[:1] + mirrored[0], pafs[:1] + mirrored[1]
+        both = np.concatenate([heatmaps[0], pafs[0]])
+        both = resample(both, stride, (size[0] / h1, size[1] / w1), grid)
+        total = both if total is None else total + both
+        count += 2 if flip else 1
+    total = total / count
+    k = len(skeleton.parts) + 1
+    geometry = {'stride': stride, 'ratio': (shape[0] / h1, shape[1] / w1)}
+    return np.ascontiguousarray(total[:k]), np.ascontiguousarray(total[k:]), geometry
+
+
 def predict_maps(run, image, skeleton, stride, norm, height, scales=(1.0,), flip=False):
     """Averaged (heatmaps (K+1,h,w), pafs (2L,h,w), geometry) for a BGR uint8 image.
 
     The maps lie on the grid of the scale-1 input at `stride` (maps of other scales are resampled onto
     it); geometry = {'stride': stride, 'ratio': (ry, rx) original pixels per input pixel} as
-    `to_original` needs it. run: batch (N,3,H,W) -> (heatmaps, pafs) numpy arrays.
+    `to_original` needs it. run: batch (N,3,H,W) -> (heatmaps, pafs) numpy arrays. The three parts,
+    `inputs`, `outputs` and `combine`, also run apart (detect.py overlaps them across frames).
 
     The maps are not upsampled: pose.decode refines peaks below a cell, which bilinear upsampling would
     spoil (its maxima sit on the coarse grid's cells)."""
-    (h1, w1), padded = input_size(image.shape, height, stride)
-    grid = (padded[0] // stride, padded[1] // stride)
-    total, count = None, 0
-    for scale in scales:
-        size, padded = input_size(image.shape, height, stride, scale)
-        heatmaps, pafs = run(prepare(image, size, padded, norm, flip))
-        heatmaps, pafs = np.asarray(heatmaps, np.float32), np.asarray(pafs, np.float32)
-        if heatmaps.shape[-2:] != (padded[0] // stride, padded[1] // stride):
-            raise ValueError(f'the network gave {heatmaps.shape[-2]}x{heatmaps.shape[-1]} maps for a '
-                             f'{padded[0]}x{padded[1]} input: its stride is not {stride}')
-        if flip:
-            mirrored = unflip(heatmaps[1], pafs[1], skeleton)
-            heatmaps, pafs = heatmaps[:1] + mirrored[0], pafs[:1] + mirrored[1]
-        maps = np.concatenate([heatmaps[0], pafs[0]])
-        maps = resample(maps, stride, (size[0] / h1, size[1] / w1), grid)
-        total = maps if total is None else total + maps
-        count += 2 if flip else 1
-    total = total / count
-    k = len(skeleton.parts) + 1
-    geometry = {'stride': stride, 'ratio': (image.shape[0] / h1, image.shape[1] / w1)}
-    return np.ascontiguousarray(total[:k]), np.ascontiguousarray(total[k:]), geometry
+    prepared = inputs(image, stride, norm, height, scales, flip)
+    return combine(prepared, outputs(run, prepared, stride), skeleton, stride)
 
 
 def to_original(people, geometry):
@@ -142,9 +168,14 @@ def to_original(people, geometry):
     return out
 
 
+def people(heatmaps, pafs, geometry, skeleton, decode_params=None):
+    """The people `combine`'s maps show, in original image pixels."""
+    found = decoder.decode(heatmaps, pafs, skeleton, geometry['stride'], **(decode_params or {}))
+    return to_original(found, geometry)
+
+
 def predict(run, image, skeleton, stride, norm, height, scales=(1.0,), flip=False, decode_params=None):
     """People in a BGR uint8 image: [{'keypoints': float32 (K,3) (x, y, score) in original image pixels,
     score 0 = missing, 'score': float}], as pose.decode returns them."""
     heatmaps, pafs, geometry = predict_maps(run, image, skeleton, stride, norm, height, scales, flip)
-    people = decoder.decode(heatmaps, pafs, skeleton, geometry['stride'], **(decode_params or {}))
-    return to_original(people, geometry)
+    return people(heatmaps, pafs, geometry, skeleton, decode_params)

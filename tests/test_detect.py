@@ -1,8 +1,12 @@
 """detect.py and its parts: input sources and their errors, video and image outputs, the person-id
-tracker, and whole runs on images and a generated video with a fake network that sees known people."""
+tracker, whole runs on images and a generated video with a fake network that sees known people, and the
+threaded pipeline's frame order and shutdown (end of video, a read error mid-stream, Ctrl-C)."""
 
+import _thread
 import json
 import os
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -138,7 +142,7 @@ def test_detect_on_video_keeps_ids_and_writes_json_and_video(tmp_path):
                for i in range(count)]
     scenes = [np.stack(people[:1 + (i > 1)]) for i, people in enumerate(walkers)]  # the second comes in later
     write_video(tmp_path / 'walk.avi', level_frames(count, levels))
-    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'eval/height=160'])
+    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'detect/height=160'])
     source = video.open_source(str(tmp_path / 'walk.avi'))
     output, json_path = str(tmp_path / 'out.mp4'), str(tmp_path / 'people.json')
     frames = detect.detect(fake_network(scenes, levels), source, config, output, json_path, progress=False)
@@ -160,7 +164,7 @@ def test_detect_on_images_writes_drawn_images(tmp_path):
     scenes = [np.stack([figure(COCO17, 70, 80, 110)]), np.stack([figure(COCO17, 120, 80, 120, 0.2)])]
     for name, frame in zip(('x.png', 'y.png'), level_frames(2, levels)):
         cv2.imwrite(str(tmp_path / name), frame)
-    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'eval/height=160'])
+    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'detect/height=160'])
     out = tmp_path / 'drawn'
     frames = detect.detect(fake_network(scenes, levels), video.open_source(str(tmp_path / '*.png')), config,
                            str(out), progress=False)
@@ -214,7 +218,7 @@ def test_detect_script_on_images_and_video(trained, tmp_path, monkeypatch, capsy
                     '--no-show', '--height', '96', '-m', 'eval/threads=1']
     status, out, err = run_main(detect.main, args, monkeypatch, capsys)
     assert status == 0, err
-    assert '2 frames' in out and '% of a frame' in out
+    assert '2 frames at' in out and 'FPS' in out and 'network' in out
     check_document(tmp_path / 'images.json', 2, images)
     assert sorted(os.listdir(tmp_path / 'drawn')) == images
     for name in images:
@@ -230,3 +234,114 @@ def test_detect_script_on_images_and_video(trained, tmp_path, monkeypatch, capsy
     capture = cv2.VideoCapture(str(tmp_path / 'out.mp4'))
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 5 and capture.get(cv2.CAP_PROP_FPS) == 10
     assert capture.read()[1].shape == (96, 128, 3)
+
+
+# ---- the pipeline: frame order and shutdown, with no frame lost or duplicated in the JSON -------------
+
+def numbered_stream(count, fail_after=None):
+    """A video source dict of `count` (<= 30) frames whose grey levels number them, its fake network
+    (frame i sees one person at x = 40 + 3 i) and the person's expected nose x per frame. With
+    `fail_after`, reading frame `fail_after` raises UserError (a read error mid-stream)."""
+    levels = [20 + 6 * i for i in range(count)]
+    scenes = [np.stack([figure(COCO17, 40 + 3 * i, 80, 110)]) for i in range(count)]
+
+    def frames():
+        for i, frame in enumerate(level_frames(count, levels)):
+            if i == fail_after:
+                raise UserError(f'cannot read frame {i} of clip')
+            yield 'clip', frame
+    source = {'kind': 'video', 'name': 'clip', 'fps': 10.0, 'count': count, 'frames': frames()}
+    return source, fake_network(scenes, levels), [scene[0][0, 0] for scene in scenes]
+
+
+def check_frames(frames, json_path, output, noses):
+    """The JSON holds frames 0..n-1 in order, each with its own content; the video has the same n frames."""
+    document = json.load(open(json_path))
+    assert document['frames'] == frames
+    assert [f['frame'] for f in frames] == list(range(len(frames)))
+    for frame, nose in zip(frames, noses):
+        assert len(frame['people']) == 1 and abs(frame['people'][0]['keypoints'][0] - nose) < 2
+    if frames:
+        assert cv2.VideoCapture(output).get(cv2.CAP_PROP_FRAME_COUNT) == len(frames)
+    return len(frames)
+
+
+def pipeline_threads():
+    """detect.py's threads still alive."""
+    return [t for t in threading.enumerate() if t.name.startswith(('pipeline-', 'newest-frame'))]
+
+
+def slowly(run, delay=0.003):
+    def wrapper(batch):
+        time.sleep(delay)
+        return run(batch)
+    return wrapper
+
+
+def test_pipeline_keeps_order_to_the_end_of_a_video(tmp_path):
+    source, network, noses = numbered_stream(14)
+    network['run'] = slowly(network['run'])
+    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'detect/height=160'])
+    output, json_path, clock = str(tmp_path / 'out.mp4'), str(tmp_path / 'people.json'), detect.new_clock()
+    frames = detect.detect(network, source, config, output, json_path, progress=False, clock=clock)
+    assert check_frames(frames, json_path, output, noses) == 14 and clock['frames'] == 14
+    assert clock['network'] > 14 * 0.003 and '14 frames at' in detect.report(clock)
+    assert not pipeline_threads()
+
+
+def test_a_read_error_mid_stream_keeps_the_frames_before_it(tmp_path):
+    source, network, noses = numbered_stream(12, fail_after=7)
+    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'detect/height=160'])
+    output, json_path = str(tmp_path / 'out.mp4'), str(tmp_path / 'people.json')
+    with pytest.raises(UserError, match='cannot read frame 7'):
+        detect.detect(network, source, config, output, json_path, progress=False)
+    frames = json.load(open(json_path))['frames']
+    assert check_frames(frames, json_path, output, noses) == 7
+    assert not pipeline_threads()
+
+
+def test_ctrl_c_keeps_every_frame_that_came_out(tmp_path):
+    """Ctrl-C arrives in the main thread while the pipeline's threads work on later frames."""
+    source, network, noses = numbered_stream(30)
+    run, calls = network['run'], []
+
+    def interrupting(batch):
+        calls.append(1)
+        if len(calls) == 6:
+            _thread.interrupt_main()            # what SIGINT does
+        time.sleep(0.002)
+        return run(batch)
+    network['run'] = interrupting
+    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'detect/height=160'])
+    output, json_path = str(tmp_path / 'out.mp4'), str(tmp_path / 'people.json')
+    with pytest.raises(KeyboardInterrupt):
+        detect.detect(network, source, config, output, json_path, progress=False)
+    frames = json.load(open(json_path))['frames']
+    assert 1 <= check_frames(frames, json_path, output, noses) < 30
+    assert not pipeline_threads()
+
+
+def test_detection_settings_come_from_the_detect_section():
+    settings = detect.options(configlib.load(mods=['eval/flip=true', 'eval/height=320']))
+    assert settings['height'] == 256 and settings['flip'] is False      # the speed defaults
+    settings = detect.options(configlib.load(mods=['eval/height=320', 'detect/height=0', 'detect/flip=true']))
+    assert settings['height'] == 320 and settings['flip'] is True
+
+
+def test_a_camera_skips_stale_frames_and_never_repeats_one(tmp_path):
+    """A live source faster than the network: frames come out in capture order, each at most once, the
+    last one included, and fewer than were captured (the stale ones were dropped, not queued)."""
+    source, network, noses = numbered_stream(30)
+    frames_in = source['frames']
+
+    def camera():
+        for item in frames_in:
+            time.sleep(0.002)
+            yield item
+    source.update(kind='camera', count=None, frames=camera())
+    network['run'] = slowly(network['run'], 0.02)
+    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'detect/height=160'])
+    frames = detect.detect(network, source, config, progress=False)
+    seen = [int(np.argmin(np.abs(np.array(noses) - frame['people'][0]['keypoints'][0]))) for frame in frames]
+    assert seen == sorted(set(seen)) and seen[-1] == 29 and len(seen) < 30
+    assert [f['frame'] for f in frames] == list(range(len(frames))) and not pipeline_threads()

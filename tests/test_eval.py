@@ -344,7 +344,7 @@ def test_every_shipped_config_runs_from_a_converted_style_checkpoint(name, tmp_p
     network = model.build(config, pretrained=False)
     path = str(tmp_path / f'{name}.pt')
     torch.save({'model': network.state_dict(), 'config': configlib.dumps(config)}, path)
-    loaded = runner.load(configlib.load(), checkpoint=path, threads=1)
+    loaded = runner.load(configlib.load(), checkpoint=path, threads=1, backend='torch')  # see test_backends
     assert loaded['config'].get('model', 'backbone') == config.get('model', 'backbone')
     assert loaded['stride'] == network.stride and loaded['step'] is None
     assert loaded['skeleton'].name == config.get('model', 'layout')

@@ -1,6 +1,7 @@
 """Inputs and outputs of detect.py: frames from a camera index, a video file, an image, a folder of images
-or a glob; annotated frames to a video file (mp4v in .mp4, MJPG in .avi) or to image files, each written
-atomically; and whether this OpenCV build and session can show a window (opencv-python-headless cannot).
+or a glob (a camera is best read through `newest`, a thread that keeps only the newest frame); annotated
+frames to a video file (mp4v in .mp4, MJPG in .avi) or to image files, each written atomically; and
+whether this OpenCV build and session can show a window (opencv-python-headless cannot).
 """
 
 import contextlib
@@ -8,6 +9,7 @@ import glob
 import os
 import re
 import sys
+import threading
 
 import cv2
 
@@ -69,6 +71,8 @@ def _images(paths, spec):
 def _capture(target, kind, name, message):
     """A camera or video source; its frames are all named `name`."""
     capture = cv2.VideoCapture(target)
+    if kind == 'camera':
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver's own queue of old frames, where it has one
     ok, first = capture.read() if capture.isOpened() else (False, None)
     if not ok:
         capture.release()
@@ -87,6 +91,50 @@ def _capture(target, kind, name, message):
             capture.release()
     return {'kind': kind, 'name': name, 'fps': fps if fps and fps > 0 else DEFAULT_FPS,
             'count': count if count > 0 else None, 'frames': frames()}
+
+
+def newest(frames):
+    """The items of `frames` (a live source) as a slow consumer sees them: a thread reads all the time and
+    keeps only the newest item, so the consumer skips frames rather than falling ever further behind.
+    An exception of `frames` is raised after the item before it; closing this generator stops the
+    thread, which closes `frames`."""
+    state = {'item': None, 'done': False, 'error': None}
+    changed, stop = threading.Condition(), threading.Event()
+
+    def reader():
+        try:
+            for item in frames:
+                with changed:
+                    state['item'] = item
+                    changed.notify()
+                if stop.is_set():
+                    break
+        except BaseException as error:  # noqa: BLE001 - raised in the consumer's thread
+            state['error'] = error
+        finally:
+            with changed:
+                state['done'] = True
+                changed.notify()
+            close = getattr(frames, 'close', None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=reader, daemon=True, name='newest-frame')
+    thread.start()
+    try:
+        while True:
+            with changed:
+                while state['item'] is None and not state['done']:
+                    changed.wait(0.1)
+                item, state['item'] = state['item'], None
+            if item is None:
+                if state['error'] is not None:
+                    raise state['error']
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(5.0)
 
 
 def gui_build():
