@@ -34,7 +34,7 @@ def arguments():
     p.add_argument('--checkpoint', nargs='+', default=[], metavar='[LABEL=]PATH', help='checkpoints to score')
     p.add_argument('--synthetic', action='store_true', help="also score the config's validation cache")
     p.add_argument('--threads', type=int, default=1, help='threads (1: CPU time barely moved by load)')
-    p.add_argument('--backend', default='torch', help='runtime (model/backends.py); torch f32 is the reference')
+    p.add_argument('--backend', default='torch', help='runtime (model/backends.py); torch f32: the reference')
     p.add_argument('--precision', default='f32', help='arithmetic: f32 or bf16')
     p.add_argument('--json', help='write the figures to this file too')
     return p
@@ -74,8 +74,8 @@ def measure(args, config):
     held = [im for im in images if im[1] in set(held_out)]
     rows = []
     for label, path in networks(args):
-        network = runner.load(config, checkpoint=path, device='cpu', threads=args.threads, backend=args.backend,
-                              precision=args.precision)
+        network = runner.load(config, checkpoint=path, device='cpu', threads=args.threads,
+                              backend=args.backend, precision=args.precision)
         start = time.process_time()
         row = {'network': label, 'checkpoint': path, 'step': network['step'],
                'real': score(network, images, annotations), 'held_out': score(network, held, annotations)}
