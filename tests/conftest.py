@@ -17,3 +17,13 @@ def real_data():
                         f'../shared/data of a development checkout, or set POSE_REAL_DATA)')
         return path
     return find
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one thread avoids OpenMP start-up and contention costs on a shared machine."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,13 +10,7 @@ import model as models
 from model import equalize
 from utils import config as configlib
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def skewed_network(seed=0):

@@ -28,13 +28,7 @@ SMALL = ['model/stage_channels=16', 'model/resnet_depth=18', 'model/mobilenet_wi
 SHIPPED = ['cmu_vgg19', 'mobilenet_v2', 'inception_v4_unet', 'resnet50', 'quick_start']
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP start-up and contention costs on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def config(*mods, files=()):
