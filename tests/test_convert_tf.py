@@ -210,7 +210,7 @@ def test_script_writes_rescaled_weights_that_compute_the_same_maps(tmp_path):
     network = tf.load_model(scaled)
     sizes = equalize.sizes(network, x)
     hidden = [v for k, v in sizes.items() if not k.endswith('_5_pointwise')]
-    assert 0.3 < min(hidden) and max(hidden) < 1.5
+    assert 0.2 < min(hidden) and max(hidden) < 3      # folded: 0.01 to 10
     with torch.no_grad():
         ours = network(x)[-1]
         theirs = tf.load_model(raw)(torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32)))[-1]
