@@ -1,6 +1,7 @@
-"""The benchmark scripts of real-time detection start: --help, and the GPU benchmark's clear stop on a
-machine without a CUDA GPU (the figures themselves are never asserted)."""
+"""The benchmark scripts start: --help, the GPU benchmark's clear stop on a machine without a CUDA GPU, and
+the real-image yardstick's table on a small COCO-format folder (the figures themselves are never asserted)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ def run(*args):
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize('script', ['benchmarks/realtime.py', 'benchmarks/gpu.py'])
+@pytest.mark.parametrize('script', ['benchmarks/realtime.py', 'benchmarks/gpu.py', 'benchmarks/real.py'])
 def test_help(script):
     result = run(script, '--help')
     assert result.returncode == 0 and 'usage:' in result.stdout, result.stderr
@@ -27,3 +28,25 @@ def test_gpu_benchmark_says_why_it_stops_without_a_gpu():
     result = run('benchmarks/gpu.py')
     assert result.returncode == 0, result.stderr
     assert 'no CUDA GPU here' in result.stdout and len(result.stdout.strip().splitlines()) == 1
+
+
+def test_real_image_benchmark_scores_checkpoints_on_a_coco_folder(tmp_path):
+    import model as models
+    from cache import synthetic
+    from convert_caffe_torch import config_text
+    from utils import config as configlib
+    options = dict(min_size=64, max_size=96, max_people=2, seed=0, unannotated=0, crowd=0, person_min=0.5,
+                   person_max=0.9)
+    synthetic.write_split(str(tmp_path / 'data'), 'val', 6, options)
+    config = configlib.load(mods=['model/stages=1', 'model/stage_channels=8'])
+    torch.manual_seed(0)
+    path = tmp_path / 'tiny.pt'
+    torch.save({'model': models.build(config).state_dict(), 'config': config_text(config), 'step': 3}, path)
+    result = run('benchmarks/real.py', '--data', str(tmp_path / 'data'), '--checkpoint', f'tiny={path}',
+                 '-m', 'eval/height=64', '--json', str(tmp_path / 'real.json'))
+    assert result.returncode == 0, result.stderr
+    assert '| tiny |' in result.stdout and '6 images, 3 held out' in result.stdout
+    figures = json.load(open(tmp_path / 'real.json'))
+    assert 0 <= figures['rows'][0]['real']['AP'] <= 1 and figures['eval']['backend'] == 'torch f32'
+    missing = run('benchmarks/real.py', '--data', str(tmp_path / 'none'), '--checkpoint', str(path))
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
