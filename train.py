@@ -144,13 +144,7 @@ def load_finetune(model, path, config):
         raise cli.UserError(f'--finetune {path}: neither a checkpoint nor a state_dict')
     if isinstance(state.get('config'), str):
         from transform import normalize
-        saved = configlib.loads(state['config'])
-        theirs, ours = normalize.params(saved), normalize.params(config)
-        if theirs != ours:
-            wanted = ' '.join(f'-m input/{k}={" ".join(map(str, v)) if isinstance(v, list) else v}'
-                              for k, v in theirs.items())
-            raise cli.UserError(f'--finetune {path}: its network reads input normalised as {theirs}, the '
-                                f'config says {ours}; set the same [input] ({wanted})')
+        normalize.check_same(state['config'], config, f'--finetune {path}')
     missing, unexpected = checkpoint.load_weights(model, weights, strict=False)
     log(f'--finetune {path}: loaded {len(weights) - len(unexpected)} tensors')
     for title, keys in (('missing (left as initialised)', missing), ('unexpected (ignored)', unexpected)):

@@ -23,11 +23,8 @@ def load_teacher(path, config, device):
         raise UserError(f'[train] teacher: {error}') from None
     if not isinstance(state, dict) or not isinstance(state.get('config'), str) or 'model' not in state:
         raise UserError(f'[train] teacher = {path}: not a checkpoint with a model and its config')
-    saved = configlib.loads(state['config'])
-    if normalize.params(saved) != normalize.params(config):
-        raise UserError(f'[train] teacher = {path} reads input normalised as {normalize.params(saved)}, the '
-                        f'config says {normalize.params(config)}')
-    teacher = models.build(saved, pretrained=False)
+    normalize.check_same(state['config'], config, f'[train] teacher = {path}')
+    teacher = models.build(configlib.loads(state['config']), pretrained=False)
     teacher.load_state_dict(state['model'])
     teacher.requires_grad_(False)
     return teacher.to(device).eval()

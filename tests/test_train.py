@@ -495,7 +495,26 @@ def test_teacher_maps_replace_the_targets_of_extra_images(tmp_path, synthetic_da
     data = dataset.PoseDataset(cfg, 'train', stride=8)
     assert len(data) == 3 * data.own and not data[0]['extra'] and data[data.own]['extra']
     assert train.run(cfg, str(tmp_path / 'exp'), progress=False)['step'] == 2
-    with pytest.raises(UserError, match='reads input normalised'):
+    with pytest.raises(configlib.ConfigError, match='reads input normalised'):
         distill.load_teacher(path, configlib.load(mods=synthetic_data + ['input/divisor=1']), 'cpu')
     with pytest.raises(configlib.ConfigError, match='names no images'):
         train.distillation(configlib.load(mods=synthetic_data + [f'train/teacher={path}']), 'cpu')
+
+
+def test_finetune_refuses_a_network_normalised_otherwise(tmp_path, tiny):
+    from convert_caffe_torch import config_text
+    path = str(tmp_path / 'raw.pt')
+    torch.save({'model': TinyNet().state_dict(),
+                'config': config_text(make_config('input/divisor=1', 'input/mean=0', 'input/std=1'))}, path)
+    with pytest.raises(configlib.ConfigError, match=r'--finetune .*raw.pt reads input normalised as .* -m '
+                                                   r'input/divisor=1.0'):
+        run(tmp_path / 'exp', 'train/steps=1', finetune=path)
+    torch.save({'model': TinyNet().state_dict(), 'config': config_text(make_config())}, path)
+    assert run(tmp_path / 'same', 'train/steps=1', finetune=path)['step'] == 1
+
+
+def test_extra_sets_with_one_folder_name_are_refused():
+    from cache import io as cacheio
+    with pytest.raises(UserError, match='share a folder name'):
+        cacheio.extras(make_config('dataset/extra=a/real b/real/'))
+    assert cacheio.extras(make_config('dataset/extra=a/real b/other')) == ['a/real', 'b/other']

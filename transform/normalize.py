@@ -29,6 +29,19 @@ def params(config):
     return result
 
 
+
+def check_same(saved_text, config, what):
+    """ConfigError when the network whose saved config text is `saved_text` reads its input normalised
+    otherwise than `config` (its weights would see other pixels than they were trained on); `what` names
+    the network in the message."""
+    from utils import config as configlib
+    theirs, ours = params(configlib.loads(saved_text)), params(config)
+    if theirs != ours:
+        wanted = ' '.join(f'-m input/{k}={" ".join(map(str, v)) if isinstance(v, list) else v}'
+                          for k, v in theirs.items())
+        raise ConfigError(f'{what} reads input normalised as {theirs}, the config says {ours}; set the same '
+                          f'[input] ({wanted})')
+
 def coefficients(params):
     """(source channel of the BGR image, scale, offset) per output channel: out = pixel * scale + offset."""
     source = (2, 1, 0) if params['channel_order'] == 'rgb' else (0, 1, 2)
