@@ -143,8 +143,8 @@ class PoseDataset(torch.utils.data.Dataset):
     (K+1,h,w), 'pafs' (2L,h,w), 'mask' (1,h,w), 'index', 'extra' (True for an image of a [dataset] extra
     set). The image stays uint8 until the training process has the batch on its device, where
     normalize.to_input makes the network input: a quarter of the bytes to hand over from the workers and to
-    copy to the GPU. train=False: no augmentation, the whole image fitted
-    into the input. Keys are an index, or (index, height, width, epoch) from MultiScaleBatchSampler.
+    copy to the GPU. train=False: no augmentation, the whole image fitted into the input. Keys are an index,
+    or (index, height, width, epoch) from MultiScaleBatchSampler.
     `stride` is the network's output stride (model.stride); `seed` defaults to [train] seed."""
 
     def __init__(self, config, split, train=True, stride=8, seed=None):
