@@ -22,6 +22,8 @@ person score (pose/decode.py).
 import contextlib
 import json
 import os
+import signal
+import threading
 import time
 
 import cv2
@@ -192,6 +194,23 @@ def report(clock):
     return f'{count}; per frame, in overlapping stages: {stages}'
 
 
+@contextlib.contextmanager
+def whole_frame():
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until its end, then raise KeyboardInterrupt
+    (in the main thread; elsewhere signals never arrive), so no frame is half written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
+
+
 def detect(network, source, config, output=None, json_path=None, show=False, progress=True, clock=None):
     """Process `source` (showing it when `show`), writing `output` and `json_path` when given, also when
     interrupted; returns the --json frames list. network: model.runner.load's dict. When the input fails
@@ -208,11 +227,12 @@ def detect(network, source, config, output=None, json_path=None, show=False, pro
         try:
             stream = stack.enter_context(contextlib.closing(process(network, source, config, clock, show)))
             for index, name, people, ids, canvas in stream:
-                if write_video:
-                    write_video(canvas)
-                if write_image:
-                    write_image(name, canvas)
-                frames.append(frame_record(index, name, people, ids, network['skeleton']))
+                with whole_frame():     # a Ctrl-C lands after the frame is in the video and the JSON
+                    if write_video:
+                        write_video(canvas)
+                    if write_image:
+                        write_image(name, canvas)
+                    frames.append(frame_record(index, name, people, ids, network['skeleton']))
                 bar.update()
         except cli.UserError as error:  # e.g. an unreadable image: the video so far is kept, as the JSON
             failure = error

@@ -345,3 +345,16 @@ def test_a_camera_skips_stale_frames_and_never_repeats_one(tmp_path):
     seen = [int(np.argmin(np.abs(np.array(noses) - frame['people'][0]['keypoints'][0]))) for frame in frames]
     assert seen == sorted(set(seen)) and seen[-1] == 29 and len(seen) < 30
     assert [f['frame'] for f in frames] == list(range(len(frames))) and not pipeline_threads()
+
+
+def test_a_ctrl_c_inside_a_frame_waits_for_the_frame_to_be_written():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with detect.whole_frame():
+            _thread.interrupt_main()            # what SIGINT does, between the video and the JSON
+            time.sleep(0.01)
+            done.append('video')
+            done.append('json')
+    assert done == ['video', 'json']
+    with detect.whole_frame():                  # the usual handler is back, nothing is held over
+        pass
