@@ -22,7 +22,8 @@ def build(config, splits, force):
     jobs = [(split, None) for split in splits]
     jobs += [(train, root) for root in cacheio.extras(config) if train in splits]
     for split, root in jobs:
-        keep_empty = split != train or config.getboolean('dataset', 'train_empty')
+        # [dataset] extra sets keep their images without people: they show the network where nobody is
+        keep_empty = split != train or root is not None or config.getboolean('dataset', 'train_empty')
         path, report = coco.build(config, split, force=force, keep_empty=keep_empty, root=root)
         if report is None:
             print(f'{path}: up to date (--force rebuilds it)')

@@ -30,18 +30,38 @@ def load_teacher(path, config, device):
     return teacher.to(device).eval()
 
 
-def targets(teacher):
+def targets(teacher, skeleton=None, flip=False):
     """set(batch): for the samples whose batch['extra'] is true, heatmaps and pafs become the teacher's
-    last-stage maps of batch['image'] (the network input) and the mask 1 (every cell counts)."""
+    last-stage maps of batch['image'] (the network input) and the mask 1 (every cell counts). flip: the
+    teacher's maps are the mean of the image's and its mirror's (mirrored back by the `skeleton`'s flip
+    table), as eval.py's [eval] flip averages them: better maps than the student starts from."""
+    def maps(images):
+        heatmaps, pafs = teacher(images)[-1]
+        if not flip:
+            return heatmaps, pafs
+        mirrored_heatmaps, mirrored_pafs = unflip(*teacher(images.flip(-1))[-1], skeleton)
+        return (heatmaps + mirrored_heatmaps) / 2, (pafs + mirrored_pafs) / 2
+
     def apply(batch):
         chosen = batch['extra'].bool()
         if not chosen.any():
             return
         with torch.no_grad():
-            heatmaps, pafs = teacher(batch['image'][chosen])[-1]
+            heatmaps, pafs = maps(batch['image'][chosen])
         for key, value in (('heatmaps', heatmaps), ('pafs', pafs)):
             batch[key] = batch[key].clone()
             batch[key][chosen] = value.to(batch[key].dtype)
         batch['mask'] = batch['mask'].clone()
         batch['mask'][chosen] = 1
     return apply
+
+
+def unflip(heatmaps, pafs, skeleton):
+    """pose.predict.unflip for (N, C, h, w) tensors: maps of mirrored inputs mirrored back."""
+    channels = list(skeleton.flip) + [len(skeleton.parts)]
+    index, sign = [], []
+    for m, reverse in skeleton.limb_flip:
+        index += [2 * m, 2 * m + 1]
+        sign += [1.0, -1.0] if reverse else [-1.0, 1.0]
+    sign = torch.tensor(sign, dtype=pafs.dtype, device=pafs.device).view(1, -1, 1, 1)
+    return heatmaps[:, channels].flip(-1), pafs[:, index].flip(-1) * sign

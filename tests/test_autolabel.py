@@ -4,6 +4,7 @@ labelled, people and parts the network is unsure of written as ignore regions; b
 The "network" returns maps encoded from known people (one sure, one faint), so what it finds is known."""
 
 import json
+import os
 
 import cv2
 import numpy as np
@@ -114,6 +115,25 @@ def test_the_extra_option_joins_the_labelled_set_to_training(tmp_path):
     assert cacheio.files(cfg, 'train')[1:] == [path]
     assert cacheio.files(cfg, 'val') == [cacheio.path(cfg, 'val')]
 
+
+
+def test_extra_sets_keep_their_images_without_people(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('cache_script', os.path.join(configlib.ROOT, 'cache.py'))
+    cache_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cache_script)
+    out = tmp_path / 'labelled'
+    autolabel.label(fake_run(), config(tmp_path), SKELETON, 8, inputs(tmp_path)[:1], str(out), progress=False)
+    file = out / 'annotations' / 'person_keypoints_train.json'
+    data = json.loads(file.read_text())
+    data['annotations'] = [a for a in data['annotations'] if a['image_id'] != data['images'][0]['id']]
+    file.write_text(json.dumps(data))
+    # the same folder as the training split (images without people left out, [dataset] train_empty = false)
+    # and as an extra set (kept: they show the network where nobody is)
+    cfg = config(tmp_path, f'dataset/root={out}', f'dataset/extra={out}')
+    cache_script.build(cfg, ['train'], force=False)
+    main, extra = (len(cacheio.read(path, SKELETON)[1]) for path in cacheio.files(cfg, 'train'))
+    assert (main, extra) == (1, 2)
 
 def test_bad_input_is_a_one_line_error(tmp_path, capsys):
     for argv in (['missing.mp4', '-o', str(tmp_path / 'x')],

@@ -501,6 +501,31 @@ def test_teacher_maps_replace_the_targets_of_extra_images(tmp_path, synthetic_da
         train.distillation(configlib.load(mods=synthetic_data + [f'train/teacher={path}']), 'cpu')
 
 
+
+def test_teacher_flip_averages_its_maps_with_the_mirrored_images():
+    from model import distill
+    from pose import predict
+    skeleton = skeletons.load('cmu18')
+    heatmaps, pafs = torch.randn(2, 19, 4, 6), torch.randn(2, 38, 4, 6)
+    ours = distill.unflip(heatmaps, pafs, skeleton)
+    for a, b in zip(ours, predict.unflip(heatmaps.numpy(), pafs.numpy(), skeleton)):
+        assert np.allclose(a.numpy(), b)
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 19 + 38, 3, padding=1)
+
+    def teacher(images):
+        out = conv(images)
+        return [(out[:, :19], out[:, 19:])]
+
+    image = torch.rand(2, 3, 8, 8)
+    batch = {'image': image, 'heatmaps': torch.zeros(2, 19, 8, 8), 'pafs': torch.zeros(2, 38, 8, 8),
+             'mask': torch.zeros(2, 1, 8, 8), 'extra': torch.tensor([True, True])}
+    distill.targets(teacher, skeleton, flip=True)(batch)
+    with torch.no_grad():
+        mirrored = distill.unflip(*teacher(image.flip(-1))[0], skeleton)
+        expected = [(a + b) / 2 for a, b in zip(teacher(image)[0], mirrored)]
+    assert torch.allclose(batch['heatmaps'], expected[0]) and torch.allclose(batch['pafs'], expected[1])
+
 def test_finetune_refuses_a_network_normalised_otherwise(tmp_path, tiny):
     from convert_caffe_torch import config_text
     path = str(tmp_path / 'raw.pt')
@@ -518,3 +543,29 @@ def test_extra_sets_with_one_folder_name_are_refused():
     with pytest.raises(UserError, match='share a folder name'):
         cacheio.extras(make_config('dataset/extra=a/real b/real/'))
     assert cacheio.extras(make_config('dataset/extra=a/real b/other')) == ['a/real', 'b/other']
+
+
+def test_finetune_equalizes_a_network_without_normalisation(tmp_path, tiny, capsys):
+    torch.manual_seed(0)
+    skewed = TinyNet()
+    with torch.no_grad():
+        skewed.backbone[0].weight *= 100       # a folded network's layers differ in scale by orders
+        skewed.backbone[0].bias *= 100
+        skewed.backbone[2].weight *= 0.01
+    path = str(tmp_path / 'skewed.pt')
+    torch.save({'model': skewed.state_dict()}, path)
+    run(tmp_path / 'exp', 'train/steps=1', 'train/lr=1e-12', 'hooks/checkpoint=1m', finetune=path)
+    assert 'channels rescaled to unit size on 24 training samples' in capsys.readouterr().err
+    equalized = TinyNet()
+    equalized.load_state_dict(checkpoint.load(checkpoint.checkpoints(str(tmp_path / 'exp'))[-1])['model'])
+    images = torch.stack([TinyData()[i]['image'] for i in range(4)])
+    from model import equalize
+    with torch.no_grad():
+        for a, b in zip(skewed(images)[0], equalized(images)[0]):   # the same maps
+            assert float((a - b).abs().max()) < equalize.TOLERANCE * float(a.abs().max())
+    sizes = equalize.sizes(equalized, images)
+    assert 0.5 < sizes['backbone.0'] <= 1.01 and 0.5 < sizes['backbone.2'] <= 1.01
+    run(tmp_path / 'off', 'train/steps=1', 'train/lr=1e-12', 'train/equalize=false', 'hooks/checkpoint=1m',
+        finetune=path)
+    kept = checkpoint.load(checkpoint.checkpoints(str(tmp_path / 'off'))[-1])['model']
+    assert torch.allclose(kept['backbone.0.weight'], skewed.state_dict()['backbone.0.weight'], rtol=1e-6)

@@ -87,6 +87,26 @@ def test_fit_and_crop_scale():
     assert np.isclose(bottom[1] - top[1], 32) and np.allclose((top + bottom) / 2, [31.5, 31.5])
 
 
+
+def test_crop_by_image_height_keeps_people_their_size():
+    config = configlib.load(mods=['augment/geometric=crop', 'augment/image_height=50'])
+    ops = augment.operators(config, 'geometric')
+    rec = record({}, size=(100, 200), box=(40, 20, 10, 40))
+    matrix = augment.compose(rec, SIZE, np.random.default_rng(0), ops)
+    top, bottom = augment.apply_matrix(matrix, [[44, 19.5], [45, 59.5]])  # box edges
+    # the image is scaled to 50 px high (the person's 40 px become 20), the person centred
+    assert np.isclose(bottom[1] - top[1], 20) and np.allclose((top + bottom) / 2, [31.5, 31.5])
+    # nobody annotated: the same scale, about a point of the image
+    rec['boxes'] = np.zeros((0, 4), np.float32)
+    for seed in range(5):
+        matrix = augment.compose(rec, SIZE, np.random.default_rng(seed), ops)
+        assert np.isclose(np.sqrt(np.linalg.det(matrix[:2, :2])), 0.5)
+        centre = np.linalg.solve(matrix[:2, :2], np.array([31.5, 31.5]) - matrix[:2, 2])
+        assert (centre >= 0).all() and (centre <= [199, 99]).all()
+    bad = configlib.load(mods=['augment/geometric=crop', 'augment/image_height=-1'])
+    with pytest.raises(ConfigError, match='image_height = -1'):
+        augment.operators(bad, 'geometric')
+
 def test_mask_follows_the_image():
     config = configlib.load(mods=FORCED)
     rec = record({'nose': (30, 30)})
