@@ -253,9 +253,6 @@ def train(config, folder, device, finetune, progress):
     model = build_model(config).to(device)
     seed_all(seed + rank)
     loader = build_loader(config, model.stride, rank, world, seed)
-    optimizer = optim.build_optimizer(model, config)
-    totals = [n for n in (steps, epochs * len(loader)) if n > 0]
-    scheduler = optim.build_scheduler(optimizer, config, min(totals) if totals else None)
     state, path = checkpoint.load_latest(folder) if distributed.is_main() else (None, None)
     state, path = distributed.broadcast_object((state, path))
     # DistributedDataParallel copies rank 0's weights to the other ranks
@@ -263,6 +260,13 @@ def train(config, folder, device, finetune, progress):
         load_finetune(model, finetune, config)
         if config.getboolean('train', 'equalize'):
             equalize_on_training_data(model, loader.dataset, config)
+    scales = None
+    if config.getboolean('train', 'relative_lr'):
+        # the sizes of the weights training starts from (a resumed run's optimizer state keeps its lrs)
+        scales = distributed.broadcast_object(optim.relative_scales(model) if distributed.is_main() else None)
+    optimizer = optim.build_optimizer(model, config, scales)
+    totals = [n for n in (steps, epochs * len(loader)) if n > 0]
+    scheduler = optim.build_scheduler(optimizer, config, min(totals) if totals else None)
     config_text = configlib.dumps(config)
     writer = SummaryWriter(folder) if distributed.is_main() else None
     try:

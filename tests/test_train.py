@@ -137,6 +137,31 @@ def test_backbone_gets_its_own_lr():
                       torch.optim.AdamW)
 
 
+
+def test_relative_lr_gives_each_tensor_an_lr_in_proportion_to_its_size():
+    net = TinyNet()
+    with torch.no_grad():
+        net.backbone[0].weight.fill_(2.0)
+        net.backbone[0].bias.zero_()                    # a bias takes its layer's weight's size
+        net.backbone[2].weight.fill_(0.5)
+        net.heatmaps.weight.fill_(0.5)
+        net.pafs.weight.fill_(0.01)
+    scales = optim.relative_scales(net)
+    assert scales['backbone.0.weight'] == scales['backbone.0.bias'] == 4.0
+    assert scales['backbone.2.weight'] == 1.0 and scales['pafs.weight'] == pytest.approx(0.02)
+    config = configlib.load(mods=['train/optimizer=adam', 'train/lr=0.1', 'train/backbone_lr=0.5'])
+    lrs = {g['name']: g['lr'] for g in optim.build_optimizer(net, config, scales).param_groups}
+    assert lrs['backbone.0.weight'] == pytest.approx(0.2) and lrs['pafs.weight'] == pytest.approx(0.002)
+    assert len(lrs) == len(list(net.parameters()))
+
+
+def test_resume_is_exact_with_relative_lr(tmp_path, tiny):
+    mods = ['train/scheduler=cosine', 'train/scheduler_args=t_max=10', 'train/relative_lr=true']
+    run(tmp_path / 'whole', 'train/steps=10', *mods)
+    run(tmp_path / 'parts', 'train/steps=5', *mods)
+    run(tmp_path / 'parts', 'train/steps=10', *mods)
+    assert_same_training_state(final_state(tmp_path / 'whole'), final_state(tmp_path / 'parts'))
+
 @pytest.mark.parametrize('mods,message', [
     (['train/optimizer=lion'], r"optimizer = 'lion': use one of sgd, adam, adamw"),
     (['train/optimizer_args=momentum=0.9'], r'optimizer_args.*momentum'),
