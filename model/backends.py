@@ -174,7 +174,8 @@ def _fresh(path, key):
 
 def cache_path(source):
     """Where the ONNX export of the checkpoint `source` is cached: beside it, as <source>.onnx."""
-    return source + '.onnx'
+    from utils import checkpoint
+    return source + checkpoint.ONNX_SUFFIX
 
 
 def cached_onnx(source, build):

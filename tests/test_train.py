@@ -247,9 +247,14 @@ def test_loss_goes_down_and_config_is_saved(tmp_path, tiny):
 
 def test_epoch_limit_and_checkpoint_rotation(tmp_path, tiny):
     folder = tmp_path / 'exp'
+    summary = run(folder, 'train/epochs=1', 'hooks/checkpoint=1ms', 'hooks/keep=3')
+    exports = [p + checkpoint.ONNX_SUFFIX for p in checkpoint.checkpoints(str(folder))]
+    for p in exports:                                     # ONNX exports cached beside them (eval --backend)
+        open(p, 'wb').close()
     summary = run(folder, 'train/epochs=2', 'hooks/checkpoint=1ms', 'hooks/keep=3')
     assert summary['step'] == 12 and summary['epoch'] == 2  # 24 samples / batch 4 = 6 steps per epoch
     assert steps_of(folder) == [10, 11, 12]
+    assert not any(os.path.exists(p) for p in exports)     # rotated out with their checkpoints
     assert summary['checkpoint'] == checkpoint.path_for(str(folder), 12)
 
 

@@ -31,6 +31,10 @@ def checkpoints(folder):
     return [p for _, p in sorted(found)]
 
 
+# model.backends caches a checkpoint's ONNX export beside it as <checkpoint><ONNX_SUFFIX>
+ONNX_SUFFIX = '.onnx'
+
+
 def save(folder, state, step, keep=0):
     """Write `state` as the checkpoint of `step`, then delete all but the newest `keep` (0 = keep all)."""
     path = path_for(folder, step)
@@ -39,6 +43,8 @@ def save(folder, state, step, keep=0):
     if keep > 0:
         for old in checkpoints(folder)[:-keep]:
             os.remove(old)
+            if os.path.exists(old + ONNX_SUFFIX):   # its ONNX export (model.backends), stale with it
+                os.remove(old + ONNX_SUFFIX)
     return path
 
 
