@@ -29,7 +29,7 @@ import time
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import machine, median_ms  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {'tf_mobilenet_thin': [os.path.join(ROOT, 'config', 'tf_mobilenet_thin.ini')],
@@ -201,7 +201,7 @@ def inference_table(args, device, figures, workdir):
                          for label, run in onnx_runs(path, device).items()})
             cells = []
             for label, run in runs.items():
-                ms = median_ms(run, args.repeat)
+                ms = median_ms(run, args.repeat, warmup=3)
                 figures[f'infer|{name}|{label}|{height}'] = round(ms, 2)
                 cells.append(f'{label} {ms:7.2f}')
             print(f'  {name:22s} {height:4d}: ' + '   '.join(cells), flush=True)
@@ -215,17 +215,6 @@ def torch_run(network, x, half):
         out = network(x)
     synchronize(x.device)
     return out
-
-
-def median_ms(run, repeat):
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def _ort_has(provider):

@@ -19,7 +19,6 @@ import configparser
 import glob
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -94,13 +93,7 @@ def export(network, config, path, size):
 def cpu_ms(fn, repeat=3):
     """Median CPU milliseconds (this process, all threads) of fn() after one warm-up: with one thread,
     an estimate of the wall time on an idle core that other work on the machine barely disturbs."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.process_time()
-        fn()
-        times.append((time.process_time() - start) * 1000)
-    return statistics.median(times)
+    return median_ms(fn, repeat=repeat, warmup=1, clock=time.process_time)
 
 
 def time_ort(path, size, threads, cpu=False):
