@@ -58,10 +58,7 @@ def targets(teacher, skeleton=None, flip=False):
 
 def unflip(heatmaps, pafs, skeleton):
     """pose.predict.unflip for (N, C, h, w) tensors: maps of mirrored inputs mirrored back."""
-    channels = list(skeleton.flip) + [len(skeleton.parts)]
-    index, sign = [], []
-    for m, reverse in skeleton.limb_flip:
-        index += [2 * m, 2 * m + 1]
-        sign += [1.0, -1.0] if reverse else [-1.0, 1.0]
+    from pose.predict import flip_channels
+    channels, index, sign = flip_channels(skeleton)
     sign = torch.tensor(sign, dtype=pafs.dtype, device=pafs.device).view(1, -1, 1, 1)
     return heatmaps[:, channels].flip(-1), pafs[:, index].flip(-1) * sign

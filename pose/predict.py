@@ -55,18 +55,22 @@ def prepare(image, size, padded, norm, flip=False):
     return batch
 
 
-def unflip(heatmaps, pafs, skeleton):
-    """Maps (..., C, h, w) predicted for a mirrored input, mirrored back into the input's frame.
-
-    Heatmap channel k comes from channel flip[k] (background kept). Limb l's PAF comes from limb
-    m = limb_flip[l][0]; the mirror negates its x component, and a limb that runs the other way negates
-    both. Applying it twice gives the maps back."""
-    channels = list(skeleton.flip) + [len(skeleton.parts)]
-    heat = np.take(heatmaps, channels, axis=-3)[..., ::-1]
+def flip_channels(skeleton):
+    """(heatmap channels, PAF channels, PAF signs) that mirror maps back (unflip): heatmap channel k comes
+    from channel flip[k] (background kept); limb l's PAF from limb m = limb_flip[l][0], the mirror negating
+    its x component, and a limb that runs the other way negating both."""
     index, sign = [], []
     for m, reverse in skeleton.limb_flip:
         index += [2 * m, 2 * m + 1]
         sign += [1.0, -1.0] if reverse else [-1.0, 1.0]
+    return list(skeleton.flip) + [len(skeleton.parts)], index, sign
+
+
+def unflip(heatmaps, pafs, skeleton):
+    """Maps (..., C, h, w) predicted for a mirrored input, mirrored back into the input's frame
+    (flip_channels). Applying it twice gives the maps back."""
+    channels, index, sign = flip_channels(skeleton)
+    heat = np.take(heatmaps, channels, axis=-3)[..., ::-1]
     paf = np.take(pafs, index, axis=-3)[..., ::-1] * np.asarray(sign, np.float32)[:, None, None]
     return np.ascontiguousarray(heat), np.ascontiguousarray(paf.astype(pafs.dtype, copy=False))
 
