@@ -152,43 +152,36 @@ def load_finetune(model, path, config):
             log(f'  {title}: {summarize(keys)}')
 
 
+# the augmentation stream of the calibration samples, apart from every training epoch's
+CALIBRATION_EPOCH = 2 ** 31 - 1
+
+
 def equalize_on_training_data(model, dataset, config, samples=32):
     """Rescale the channels of a fine-tuned `model` without normalisation layers to unit size on `samples`
     training samples (model/equalize.py: the same maps, weights rewritten in place), so that each
     weight's gradient and each Adam step have the same meaning in every layer on the data it trains on.
     A network's channel sizes vary 100-fold between the images it was calibrated on and other images, which
-    makes a few weights take effectively 100-fold learning rates. Networks with batch norm are left alone."""
+    makes a few weights take effectively 100-fold learning rates. A network that equalize refuses (batch
+    norm, residual sums) is left as it is, saying why."""
     import numpy as np
     import torch
-    from torch import nn
 
     from model import equalize
     from transform import normalize
-    if any(isinstance(m, nn.modules.batchnorm._NormBase) for m in model.modules()):
-        log('[train] equalize: the network has normalisation layers; left as it is')
-        return
     rng = np.random.default_rng(config.getint('train', 'seed'))
     picks = rng.choice(len(dataset), min(samples, len(dataset)), replace=False)
     # a PoseDataset takes (index, height, width, epoch) keys: the first input size, an epoch of its own
     keys = [(int(i), *dataset.sizes[0], CALIBRATION_EPOCH) if hasattr(dataset, 'sizes') else int(i)
             for i in picks]
     images = torch.stack([dataset[key]['image'] for key in keys])
-    device = next(model.parameters()).device
-    inputs = normalize.to_input(images, normalize.params(config)).to(device)
-    was_training = model.training
+    inputs = normalize.to_input(images, normalize.params(config)).to(next(model.parameters()).device)
     try:
         equalized = equalize.equalize(model, inputs)
     except ValueError as error:
         log(f'[train] equalize: {error}; left as it is')
         return
-    finally:
-        model.train(was_training)
     model.load_state_dict(equalized.state_dict())
     log(f'[train] equalize: channels rescaled to unit size on {len(picks)} training samples (same maps)')
-
-
-# the augmentation stream of the calibration samples, apart from every training epoch's
-CALIBRATION_EPOCH = 2 ** 31 - 1
 
 
 def summarize(keys):

@@ -599,3 +599,9 @@ def test_finetune_equalizes_a_network_without_normalisation(tmp_path, tiny, caps
         finetune=path)
     kept = checkpoint.load(checkpoint.checkpoints(str(tmp_path / 'off'))[-1])['model']
     assert torch.allclose(kept['backbone.0.weight'], skewed.state_dict()['backbone.0.weight'], rtol=1e-6)
+    normalised = TinyNet()                               # batch norm: left as it is, saying why
+    normalised.backbone[1] = nn.BatchNorm2d(8)
+    before = {k: v.clone() for k, v in normalised.state_dict().items()}
+    train.equalize_on_training_data(normalised, TinyData(), make_config())
+    assert 'normalisation layers' in capsys.readouterr().err
+    assert all(torch.equal(before[k], v) for k, v in normalised.state_dict().items())
