@@ -30,21 +30,19 @@ def options(config):
 def matrix(sample, rng, options):
     boxes = sample['boxes']
     current = sample['matrix']
+    if len(boxes):
+        x, y, w, h = boxes[rng.integers(len(boxes))]
+        point = np.array([x + (w - 1) / 2, y + (h - 1) / 2])
+    elif options['image_height']:
+        point = rng.uniform(0, 1, 2) * (np.array(sample['image_size'][::-1]) - 1)
+    else:
+        return np.eye(3)
     scale = np.sqrt(abs(np.linalg.det(current[:2, :2])))
     if options['image_height']:
         factor = options['image_height'] / (sample['image_size'][0] * scale)
-        if len(boxes):
-            x, y, w, h = boxes[rng.integers(len(boxes))]
-            point = np.array([x + (w - 1) / 2, y + (h - 1) / 2])
-        else:
-            point = rng.uniform(0, 1, 2) * (np.array(sample['image_size'][::-1]) - 1)
-        centre = apply_matrix(current, point[None])[0]
-    elif not len(boxes):
-        return np.eye(3)
     else:
-        x, y, w, h = boxes[rng.integers(len(boxes))]
-        centre = apply_matrix(current, np.array([[x + (w - 1) / 2, y + (h - 1) / 2]]))[0]
         factor = options['target'] * sample['size'][0] / (max(1.0, float(h)) * scale)
+    centre = apply_matrix(current, point[None])[0]
     out_x, out_y = centre_of(sample['size'])
     return np.array([[factor, 0, out_x - factor * centre[0]], [0, factor, out_y - factor * centre[1]],
                      [0, 0, 1]], np.float64)
