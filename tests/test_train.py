@@ -150,9 +150,11 @@ def test_relative_lr_gives_each_tensor_an_lr_in_proportion_to_its_size():
     assert scales['backbone.0.weight'] == scales['backbone.0.bias'] == 4.0
     assert scales['backbone.2.weight'] == 1.0 and scales['pafs.weight'] == pytest.approx(0.02)
     config = configlib.load(mods=['train/optimizer=adam', 'train/lr=0.1', 'train/backbone_lr=0.5'])
-    lrs = {g['name']: g['lr'] for g in optim.build_optimizer(net, config, scales).param_groups}
-    assert lrs['backbone.0.weight'] == pytest.approx(0.2) and lrs['pafs.weight'] == pytest.approx(0.002)
-    assert len(lrs) == len(list(net.parameters()))
+    groups = optim.build_optimizer(net, config, scales).param_groups
+    assert len(groups) == len(list(net.parameters()))
+    first, paf = groups[0], groups[[n for n, _ in net.named_parameters()].index('pafs.weight')]
+    assert (first['name'], first['scale'], first['lr']) == ('backbone', 4.0, pytest.approx(0.2))
+    assert (paf['name'], paf['scale'], paf['lr']) == ('stages', pytest.approx(0.02), pytest.approx(0.002))
 
 
 def test_resume_is_exact_with_relative_lr(tmp_path, tiny):
@@ -368,6 +370,13 @@ def test_tensorboard_scalars_and_histograms(tmp_path, tiny):
     steps_per_s = (end.step - start.step) / (end.wall_time - start.wall_time)
     assert 2 * steps_per_s < np.median([e.value for e in events.Scalars('speed/samples_per_s')[1:]])
     assert 'parameters/backbone.0.weight' in tags['histograms']
+    # one lr per tensor ([train] relative_lr): still one curve per group name, without the tensors' scales
+    run(tmp_path / 'relative', 'train/steps=2', 'hooks/scalars=1ms', 'train/backbone_lr=0.5',
+        'train/warmup=0', 'train/relative_lr=true')
+    events = EventAccumulator(str(tmp_path / 'relative'), size_guidance={'scalars': 0})
+    events.Reload()
+    assert {t for t in events.Tags()['scalars'] if t.startswith('lr/')} == {'lr/stages', 'lr/backbone'}
+    assert events.Scalars('lr/backbone')[-1].value == pytest.approx(0.005)
 
 
 def test_a_failing_hook_runs_after_the_others_and_never_hides_the_loops_error(tmp_path, tiny, monkeypatch):

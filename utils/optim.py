@@ -26,11 +26,12 @@ SCHEDULES = {
 
 def param_groups(model, lr, backbone_lr, scales=None):
     """[stages group, backbone group]: the backbone's parameters (model.backbone) at lr * backbone_lr.
-    scales (relative_scales): one group per parameter instead, its lr also times its scale."""
+    scales (relative_scales): one group per parameter instead (named stages or backbone too), its lr also
+    times its 'scale'."""
     backbone = getattr(model, 'backbone', None)
     inside = {id(p) for p in backbone.parameters()} if isinstance(backbone, torch.nn.Module) else set()
     if scales is not None:
-        return [{'name': name, 'params': [p],
+        return [{'name': 'backbone' if id(p) in inside else 'stages', 'params': [p], 'scale': scales[name],
                  'lr': lr * scales[name] * (backbone_lr if id(p) in inside else 1.0)}
                 for name, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
