@@ -31,7 +31,7 @@ import tqdm
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import machine, one_core  # noqa: E402
+from benchmarks.common import machine, median_ms, one_core  # noqa: E402
 from pose.skeleton import COCO_PARTS  # noqa: E402
 from utils import cli  # noqa: E402
 
@@ -240,12 +240,12 @@ def oracle(heatmaps, skeleton, keypoints, stride, reach):
 
 def timed(run, heatmaps, pafs, skeleton, stride, repeat=1):
     """(people of run(heatmaps, pafs, skeleton, stride), median CPU milliseconds over `repeat` calls)."""
-    times = []
-    for _ in range(max(repeat, 1)):
-        start = time.process_time()
-        people = run(heatmaps, pafs, skeleton, stride)
-        times.append((time.process_time() - start) * 1000)
-    return people, float(np.median(times))
+    people = []
+
+    def once():
+        people[:] = [run(heatmaps, pafs, skeleton, stride)]
+    ms = median_ms(once, repeat=max(repeat, 1), warmup=0, clock=time.process_time)
+    return people[0], ms
 
 
 def decoders(skeleton, config, peers=True, upsampled=False):
