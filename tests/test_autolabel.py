@@ -116,7 +116,6 @@ def test_the_extra_option_joins_the_labelled_set_to_training(tmp_path):
     assert cacheio.files(cfg, 'val') == [cacheio.path(cfg, 'val')]
 
 
-
 def test_extra_sets_keep_their_images_without_people(tmp_path):
     import importlib.util
     spec = importlib.util.spec_from_file_location('cache_script', os.path.join(configlib.ROOT, 'cache.py'))
@@ -134,6 +133,7 @@ def test_extra_sets_keep_their_images_without_people(tmp_path):
     cache_script.build(cfg, ['train'], force=False)
     main, extra = (len(cacheio.read(path, SKELETON)[1]) for path in cacheio.files(cfg, 'train'))
     assert (main, extra) == (1, 2)
+
 
 def test_bad_input_is_a_one_line_error(tmp_path, capsys):
     for argv in (['missing.mp4', '-o', str(tmp_path / 'x')],

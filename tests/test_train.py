@@ -137,7 +137,6 @@ def test_backbone_gets_its_own_lr():
                       torch.optim.AdamW)
 
 
-
 def test_relative_lr_gives_each_tensor_an_lr_in_proportion_to_its_size():
     net = TinyNet()
     with torch.no_grad():
@@ -163,6 +162,7 @@ def test_resume_is_exact_with_relative_lr(tmp_path, tiny):
     run(tmp_path / 'parts', 'train/steps=5', *mods)
     run(tmp_path / 'parts', 'train/steps=10', *mods)
     assert_same_training_state(final_state(tmp_path / 'whole'), final_state(tmp_path / 'parts'))
+
 
 @pytest.mark.parametrize('mods,message', [
     (['train/optimizer=lion'], r"optimizer = 'lion': use one of sgd, adam, adamw"),
@@ -540,7 +540,6 @@ def test_teacher_maps_replace_the_targets_of_extra_images(tmp_path, synthetic_da
         train.distillation(configlib.load(mods=synthetic_data + [f'train/teacher={path}']), 'cpu')
 
 
-
 def test_teacher_flip_averages_its_maps_with_the_mirrored_images():
     from model import distill
     from pose import predict
@@ -564,6 +563,7 @@ def test_teacher_flip_averages_its_maps_with_the_mirrored_images():
         mirrored = distill.unflip(*teacher(image.flip(-1))[0], skeleton)
         expected = [(a + b) / 2 for a, b in zip(teacher(image)[0], mirrored)]
     assert torch.allclose(batch['heatmaps'], expected[0]) and torch.allclose(batch['pafs'], expected[1])
+
 
 def test_finetune_refuses_a_network_normalised_otherwise(tmp_path, tiny):
     from convert_caffe_torch import config_text

@@ -87,7 +87,6 @@ def test_fit_and_crop_scale():
     assert np.isclose(bottom[1] - top[1], 32) and np.allclose((top + bottom) / 2, [31.5, 31.5])
 
 
-
 def test_crop_by_image_height_keeps_people_their_size():
     config = configlib.load(mods=['augment/geometric=crop', 'augment/image_height=50'])
     ops = augment.operators(config, 'geometric')
@@ -106,6 +105,7 @@ def test_crop_by_image_height_keeps_people_their_size():
     bad = configlib.load(mods=['augment/geometric=crop', 'augment/image_height=-1'])
     with pytest.raises(ConfigError, match='image_height = -1'):
         augment.operators(bad, 'geometric')
+
 
 def test_mask_follows_the_image():
     config = configlib.load(mods=FORCED)
