@@ -145,6 +145,9 @@ def load_finetune(model, path, config):
     if isinstance(state.get('config'), str):
         from transform import normalize
         normalize.check_same(state['config'], config, f'--finetune {path}')
+    if hasattr(model, 'frozen') and not any(key.startswith('frozen.') for key in weights):
+        from model import gated
+        weights = gated.expand(weights)   # a plain network starts both halves of [model] gate
     missing, unexpected = checkpoint.load_weights(model, weights, strict=False)
     log(f'--finetune {path}: loaded {len(weights) - len(unexpected)} tensors')
     for title, keys in (('missing (left as initialised)', missing), ('unexpected (ignored)', unexpected)):
@@ -224,6 +227,18 @@ def distillation(config, device):
                            config.getboolean('train', 'teacher_flip'))
 
 
+def gate_loss(config, model):
+    """model.gated's cross-entropy as a Trainer regularizer for a [model] gate network, else None."""
+    if not hasattr(model, 'gate'):
+        return None
+    if not config.getlist('dataset', 'extra'):
+        raise configlib.ConfigError('[model] gate is on but [dataset] extra names no images for the gate to '
+                                    'tell apart')
+    from model import gated
+    weight = config.getfloat('train', 'gate_weight')
+    return lambda module, batch: {'gate': gated.domain_loss(module, batch, weight)}
+
+
 def limits(config):
     steps, epochs = config.getint('train', 'steps'), config.getint('train', 'epochs')
     seconds = config.getduration('train', 'time')
@@ -252,7 +267,7 @@ def train(config, folder, device, finetune, progress):
     if state is None and finetune and distributed.is_main():
         load_finetune(model, finetune, config)
         if config.getboolean('train', 'equalize'):
-            equalize_on_training_data(model, loader.dataset, config)
+            equalize_on_training_data(getattr(model, 'tuned', model), loader.dataset, config)
     scales = None
     if config.getboolean('train', 'relative_lr'):
         # the sizes of the weights training starts from (a resumed run's optimizer state keeps its lrs)
@@ -270,7 +285,7 @@ def train(config, folder, device, finetune, progress):
             amp=config.getboolean('train', 'amp'), clip_grad=config.getfloat('train', 'clip_grad'),
             on_nonfinite=functools.partial(hooks.dump_nonfinite, folder, config), progress=progress,
             inputs=functools.partial(normalize.to_input, params=normalize.params(config)),
-            targets=distillation(config, device))
+            targets=distillation(config, device), regularizer=gate_loss(config, model))
         if state is not None:
             trainer.load_state_dict(state)
             log(f'{folder}: resuming from {path} at step {trainer.step} (epoch {trainer.epoch})'

@@ -614,3 +614,47 @@ def test_finetune_equalizes_a_network_without_normalisation(tmp_path, tiny, caps
     train.equalize_on_training_data(normalised, TinyData(), make_config())
     assert 'normalisation layers' in capsys.readouterr().err
     assert all(torch.equal(before[k], v) for k, v in normalised.state_dict().items())
+
+
+# ---- [model] gate: the network training starts from kept frozen beside the one that trains -----------------
+def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path, synthetic_data, capsys):
+    import model as models
+    from convert_caffe_torch import config_text
+    from model import runner
+    torch.manual_seed(0)
+    plain_config = configlib.load(mods=synthetic_data)
+    plain = models.build(plain_config, pretrained=False).eval()
+    path = str(tmp_path / 'start.pt')
+    torch.save({'model': plain.state_dict(), 'config': config_text(plain_config)}, path)
+    extra = [f'dataset/extra={synthetic_data[0].split("=", 1)[1]}', 'model/gate=true', 'model/gate_height=64']
+    config = configlib.load(mods=synthetic_data + extra + ['train/steps=3'])
+    from cache import coco
+    coco.build(config, 'train', root=config.get('dataset', 'extra'))
+    gated = models.build(config, pretrained=False)
+    train.load_finetune(gated, path, config)
+    gated.eval()
+    image = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():   # both halves start as the network given: the same maps, at any input size
+        for (a, b), (c, d) in zip(plain(image), gated(image)):
+            assert torch.allclose(a, c, atol=1e-6) and torch.allclose(b, d, atol=1e-6)
+    groups = optim.build_optimizer(gated, config).param_groups
+    assert {g['name'] for g in groups} == {'stages', 'backbone', 'gate'}
+    train.run(config, str(tmp_path / 'exp'), finetune=path, progress=False)
+    state, _ = runner.read_checkpoint(folder=str(tmp_path / 'exp'))
+    weights = state['model']
+    assert [k for k, v in plain.state_dict().items() if not torch.equal(weights[f"frozen.{k}"], v)] == []
+    assert any(not torch.equal(weights[f'tuned.{k}'], v) for k, v in plain.state_dict().items()
+               if v.is_floating_point())
+    assert not torch.equal(weights['gate.4.weight'], torch.zeros_like(weights['gate.4.weight']))
+    network = models.build(configlib.loads(state['config']), pretrained=False)
+    checkpoint.load_weights(network, weights)          # a gated checkpoint loads as it was saved
+    import export_onnx
+    newest = checkpoint.checkpoints(str(tmp_path / 'exp'))[-1]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        export_onnx.main(['--checkpoint', newest, '-o', str(tmp_path / 'gated.onnx')])
+    assert 'a [model] gate network does not export to ONNX yet' in capsys.readouterr().err
+    with pytest.raises(configlib.ConfigError, match='names no images'):
+        train.gate_loss(configlib.load(mods=synthetic_data + extra[1:]), gated)
+    with pytest.raises(configlib.ConfigError, match=r'gate_height = 60'):
+        models.build(configlib.load(mods=synthetic_data + ['model/gate=true', 'model/gate_height=60']))

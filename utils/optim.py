@@ -24,21 +24,26 @@ SCHEDULES = {
 }
 
 
-def param_groups(model, lr, backbone_lr, scales=None):
-    """[stages group, backbone group]: the backbone's parameters (model.backbone) at lr * backbone_lr.
+def param_groups(model, lr, backbone_lr, scales=None, gate_lr=1.0):
+    """[stages group, backbone group, gate group]: the backbone's parameters (model.backbone) at lr *
+    backbone_lr, a model.gate's (model/gated.py) at lr * gate_lr.
     scales (relative_scales): one group per parameter instead (named stages or backbone too), its lr also
     times its 'scale'."""
-    backbone = getattr(model, 'backbone', None)
+    backbone, gate = getattr(model, 'backbone', None), getattr(model, 'gate', None)
     inside = {id(p) for p in backbone.parameters()} if isinstance(backbone, torch.nn.Module) else set()
+    gated = {id(p) for p in gate.parameters()} if isinstance(gate, torch.nn.Module) else set()
     if scales is not None:
-        return [{'name': 'backbone' if id(p) in inside else 'stages', 'params': [p], 'scale': scales[name],
+        return [{'name': 'gate', 'params': [p], 'scale': 1.0, 'lr': lr * gate_lr} if id(p) in gated else
+                {'name': 'backbone' if id(p) in inside else 'stages', 'params': [p], 'scale': scales[name],
                  'lr': lr * scales[name] * (backbone_lr if id(p) in inside else 1.0)}
                 for name, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{'name': 'stages', 'params': [p for p in params if id(p) not in inside], 'lr': lr}]
+    groups = [{'name': 'stages', 'params': [p for p in params if id(p) not in inside | gated], 'lr': lr}]
     backbone_params = [p for p in params if id(p) in inside]
     if backbone_params:
         groups.append({'name': 'backbone', 'params': backbone_params, 'lr': lr * backbone_lr})
+    if gated:
+        groups.append({'name': 'gate', 'params': [p for p in params if id(p) in gated], 'lr': lr * gate_lr})
     return [g for g in groups if g['params']]
 
 
@@ -72,7 +77,8 @@ def build_optimizer(model, config, scales=None):
         raise ConfigError(f'[train] lr = {lr}, backbone_lr = {backbone_lr}: need lr > 0, backbone_lr >= 0')
     kwargs = config.getkwargs('train', 'optimizer_args')
     try:
-        return OPTIMIZERS[name](param_groups(model, lr, backbone_lr, scales), lr=lr, **kwargs)
+        groups = param_groups(model, lr, backbone_lr, scales, config.getfloat('train', 'gate_lr'))
+        return OPTIMIZERS[name](groups, lr=lr, **kwargs)
     except (TypeError, ValueError) as error:
         raise ConfigError(f'[train] optimizer_args = {config.get("train", "optimizer_args")!r} '
                           f'for {name}: {error}') from None

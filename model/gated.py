@@ -1,0 +1,64 @@
+"""Two networks and a gate: a frozen copy of the network training starts from beside the copy that trains,
+their maps mixed by a learnt per-image gate, `frozen + g x (tuned - frozen)` at every stage. The gate reads
+the frozen trunk's features of the input scaled to `[model] gate_height` (the training crops' size, so that
+it sees the same statistics at any eval size), averaged over the image; [train] gate_weight trains it to
+tell the training images (1) from the [dataset] extra images (0, the real anchors). Images like the anchors
+then get the frozen network's maps, so fine-tuning on a new domain need not cost what the network knew; the
+price is twice the network's work. Experimental: see README, "Two networks and a gate".
+"""
+
+import torch
+from torch import nn
+
+
+class Gated(nn.Module):
+    """forward(x) -> [(heatmaps, pafs)] per stage, as PoseNet's; `gate_logits` (N,1,1,1) of the last call."""
+
+    def __init__(self, frozen, tuned, height):
+        super().__init__()
+        self.frozen, self.tuned, self.height = frozen, tuned, height
+        self.frozen.requires_grad_(False)
+        self.frozen.eval()                  # and its batch norms (if any) keep their statistics
+        channels = frozen.backbone.channels
+        self.gate = nn.Sequential(nn.BatchNorm2d(channels, affine=False), nn.AdaptiveAvgPool2d(1),
+                                  nn.Conv2d(channels, 32, 1), nn.ReLU(), nn.Conv2d(32, 1, 1))
+        nn.init.zeros_(self.gate[-1].weight)
+        nn.init.zeros_(self.gate[-1].bias)
+        self.gate_logits = None
+
+    # the tuned network's: the optimizer's backbone group, equalize, the hooks
+    backbone = property(lambda self: self.tuned.backbone)
+    skeleton = property(lambda self: self.tuned.skeleton)
+    stride = property(lambda self: self.tuned.stride)
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.frozen.eval()
+        return self
+
+    def forward(self, x):
+        with torch.no_grad():
+            frozen = self.frozen(x)
+            small = x
+            if x.shape[2] != self.height:
+                width = round(x.shape[3] * self.height / x.shape[2] / self.stride) * self.stride
+                width = max(self.stride, width)
+                small = nn.functional.interpolate(x, size=(self.height, width), mode='bilinear',
+                                                  align_corners=False)
+            features = self.frozen.backbone(small)
+        self.gate_logits = self.gate(features)
+        g = torch.sigmoid(self.gate_logits)
+        return [(fh + g * (th - fh), fp + g * (tp - fp))
+                for (fh, fp), (th, tp) in zip(frozen, self.tuned(x))]
+
+
+def expand(weights):
+    """A plain network's state_dict as both halves' (frozen.* and tuned.*), for --finetune."""
+    return {f'{half}.{key}': value for half in ('frozen', 'tuned') for key, value in weights.items()}
+
+
+def domain_loss(model, batch, weight):
+    """weight x the gate's cross-entropy against 1 for training images and 0 for [dataset] extra ones."""
+    logits = model.gate_logits.flatten().float()
+    label = 1 - batch['extra'].float().to(logits.device)
+    return weight * nn.functional.binary_cross_entropy_with_logits(logits, label)
