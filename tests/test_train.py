@@ -654,6 +654,8 @@ def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path
     with pytest.raises(SystemExit):
         export_onnx.main(['--checkpoint', newest, '-o', str(tmp_path / 'gated.onnx')])
     assert 'a [model] gate network does not export to ONNX yet' in capsys.readouterr().err
+    loaded = runner.load(config, checkpoint=newest, backend='onnxruntime', precision='f32')
+    assert loaded['backend'] == 'torch f32'       # so eval.py and detect.py run it in PyTorch
     with pytest.raises(configlib.ConfigError, match='names no images'):
         train.gate_loss(configlib.load(mods=synthetic_data + extra[1:]), gated)
     with pytest.raises(configlib.ConfigError, match=r'gate_height = 60'):
