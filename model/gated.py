@@ -1,10 +1,10 @@
 """Two networks and a gate: a frozen copy of the network training starts from beside the copy that trains,
 their maps mixed by a learnt per-image gate, `frozen + g x (tuned - frozen)` at every stage. The gate reads
-the frozen trunk's features of the input scaled to `[model] gate_height` (the training crops' size, so that
-it sees the same statistics at any eval size), averaged over the image; [train] gate_weight trains it to
-tell the training images (1) from the [dataset] extra images (0, the real anchors). Images like the anchors
-then get the frozen network's maps, so fine-tuning on a new domain need not cost what the network knew; the
-price is twice the network's work. Experimental: see README, "Two networks and a gate".
+the frozen trunk's features of the input scaled to `[model] gate_height` (in training and at any eval size
+alike, so that it sees the same statistics), averaged over the image; [train] gate_weight trains it to tell
+the training images (1) from the [dataset] extra images (0, the real anchors). Images like the anchors then
+get the frozen network's maps, so fine-tuning on a new domain need not cost what the network knew; the price
+is twice the network's work. Experimental: see README, "Two networks and a gate".
 """
 
 import torch
