@@ -236,6 +236,8 @@ def gate_loss(config, model):
                                     'tell apart')
     from model import gated
     weight = config.getfloat('train', 'gate_weight')
+    if weight < 0:
+        raise configlib.ConfigError(f'[train] gate_weight = {weight}: must be >= 0')
     return lambda module, batch: {'gate': gated.domain_loss(module, batch, weight)}
 
 

@@ -66,7 +66,10 @@ class PoseNet(nn.Module):
         self.stride = backbone.stride
 
     def forward(self, x):
-        features = self.backbone(x)
+        return self.head(self.backbone(x))
+
+    def head(self, features):
+        """The stages' [(heatmaps, pafs)] from the backbone's `features`."""
         outputs, inputs = [], features
         for t, stage in enumerate(self.stages):
             heatmaps, pafs = stage(inputs)

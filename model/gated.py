@@ -10,6 +10,8 @@ is twice the network's work. Experimental: see README, "Two networks and a gate"
 import torch
 from torch import nn
 
+from pose.predict import input_size
+
 
 class Gated(nn.Module):
     """forward(x) -> [(heatmaps, pafs)] per stage, as PoseNet's; `gate_logits` (N,1,1,1) of the last call."""
@@ -38,14 +40,12 @@ class Gated(nn.Module):
 
     def forward(self, x):
         with torch.no_grad():
-            frozen = self.frozen(x)
-            small = x
-            if x.shape[2] != self.height:
-                width = round(x.shape[3] * self.height / x.shape[2] / self.stride) * self.stride
-                width = max(self.stride, width)
-                small = nn.functional.interpolate(x, size=(self.height, width), mode='bilinear',
-                                                  align_corners=False)
-            features = self.frozen.backbone(small)
+            features = self.frozen.backbone(x)
+            frozen = self.frozen.head(features)
+            if x.shape[2] != self.height:      # else the gate reads the features just computed
+                _, size = input_size(x.shape[2:], self.height, self.stride)
+                small = nn.functional.interpolate(x, size=size, mode='bilinear', align_corners=False)
+                features = self.frozen.backbone(small)
         self.gate_logits = self.gate(features)
         g = torch.sigmoid(self.gate_logits)
         return [(fh + g * (th - fh), fp + g * (tp - fp))

@@ -627,16 +627,18 @@ def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path
     path = str(tmp_path / 'start.pt')
     torch.save({'model': plain.state_dict(), 'config': config_text(plain_config)}, path)
     extra = [f'dataset/extra={synthetic_data[0].split("=", 1)[1]}', 'model/gate=true', 'model/gate_height=64']
-    config = configlib.load(mods=synthetic_data + extra + ['train/steps=3'])
+    config = configlib.load(mods=synthetic_data + extra + ['train/steps=3', 'hooks/scalars=1ms'])
     from cache import coco
     coco.build(config, 'train', root=config.get('dataset', 'extra'))
     gated = models.build(config, pretrained=False)
     train.load_finetune(gated, path, config)
     gated.eval()
-    image = torch.rand(2, 3, 64, 96)
-    with torch.no_grad():   # both halves start as the network given: the same maps, at any input size
-        for (a, b), (c, d) in zip(plain(image), gated(image)):
-            assert torch.allclose(a, c, atol=1e-6) and torch.allclose(b, d, atol=1e-6)
+    for size in ((64, 96), (96, 128)):   # the gate's own height, and one it scales from
+        image = torch.rand(2, 3, *size)
+        with torch.no_grad():   # both halves start as the network given: the same maps
+            for (a, b), (c, d) in zip(plain(image), gated(image)):
+                assert torch.allclose(a, c, atol=1e-6) and torch.allclose(b, d, atol=1e-6)
+        assert gated.gate_logits.shape == (2, 1, 1, 1)
     groups = optim.build_optimizer(gated, config).param_groups
     assert {g['name'] for g in groups} == {'stages', 'backbone', 'gate'}
     train.run(config, str(tmp_path / 'exp'), finetune=path, progress=False)
@@ -646,6 +648,7 @@ def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path
     assert any(not torch.equal(weights[f'tuned.{k}'], v) for k, v in plain.state_dict().items()
                if v.is_floating_point())
     assert not torch.equal(weights['gate.4.weight'], torch.zeros_like(weights['gate.4.weight']))
+    assert len(scalar_values(tmp_path / 'exp', 'loss/gate')) == 3       # the gate's term joined every step
     network = models.build(configlib.loads(state['config']), pretrained=False)
     checkpoint.load_weights(network, weights)          # a gated checkpoint loads as it was saved
     import export_onnx
@@ -660,3 +663,19 @@ def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path
         train.gate_loss(configlib.load(mods=synthetic_data + extra[1:]), gated)
     with pytest.raises(configlib.ConfigError, match=r'gate_height = 60'):
         models.build(configlib.load(mods=synthetic_data + ['model/gate=true', 'model/gate_height=60']))
+    with pytest.raises(configlib.ConfigError, match=r'gate_weight = -1.0: must be >= 0'):
+        train.gate_loss(configlib.load(mods=synthetic_data + extra + ['train/gate_weight=-1']), gated)
+    with pytest.raises(configlib.ConfigError, match=r'gate_lr = 0.0: .*gate_lr > 0'):
+        optim.build_optimizer(gated, configlib.load(mods=synthetic_data + ['train/gate_lr=0']))
+
+
+def test_gate_cross_entropy_pulls_training_images_up_and_extra_images_down():
+    from model import gated
+    module = nn.Module()
+    module.gate_logits = torch.zeros(3, 1, 1, 1, requires_grad=True)
+    batch = {'extra': torch.tensor([False, True, True])}
+    loss = gated.domain_loss(module, batch, 30.0)
+    assert math.isclose(float(loss.detach()), 30 * math.log(2), rel_tol=1e-6)
+    loss.backward()
+    descent = -module.gate_logits.grad.flatten()
+    assert descent[0] > 0 and (descent[1:] < 0).all()

@@ -38,7 +38,8 @@ def param_groups(model, lr, backbone_lr, scales=None, gate_lr=1.0):
                  'lr': lr * scales[name] * (backbone_lr if id(p) in inside else 1.0)}
                 for name, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{'name': 'stages', 'params': [p for p in params if id(p) not in inside | gated], 'lr': lr}]
+    elsewhere = inside | gated
+    groups = [{'name': 'stages', 'params': [p for p in params if id(p) not in elsewhere], 'lr': lr}]
     backbone_params = [p for p in params if id(p) in inside]
     if backbone_params:
         groups.append({'name': 'backbone', 'params': backbone_params, 'lr': lr * backbone_lr})
@@ -72,12 +73,13 @@ def build_optimizer(model, config, scales=None):
     if name not in OPTIMIZERS:
         raise ConfigError(f'[train] optimizer = {name!r}: use one of {", ".join(OPTIMIZERS)}')
     lr = config.getfloat('train', 'lr')
-    backbone_lr = config.getfloat('train', 'backbone_lr')
-    if lr <= 0 or backbone_lr < 0:
-        raise ConfigError(f'[train] lr = {lr}, backbone_lr = {backbone_lr}: need lr > 0, backbone_lr >= 0')
+    backbone_lr, gate_lr = config.getfloat('train', 'backbone_lr'), config.getfloat('train', 'gate_lr')
+    if lr <= 0 or backbone_lr < 0 or gate_lr <= 0:
+        raise ConfigError(f'[train] lr = {lr}, backbone_lr = {backbone_lr}, gate_lr = {gate_lr}: '
+                          'need lr > 0, backbone_lr >= 0, gate_lr > 0')
     kwargs = config.getkwargs('train', 'optimizer_args')
     try:
-        groups = param_groups(model, lr, backbone_lr, scales, config.getfloat('train', 'gate_lr'))
+        groups = param_groups(model, lr, backbone_lr, scales, gate_lr)
         return OPTIMIZERS[name](groups, lr=lr, **kwargs)
     except (TypeError, ValueError) as error:
         raise ConfigError(f'[train] optimizer_args = {config.get("train", "optimizer_args")!r} '
