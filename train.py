@@ -86,7 +86,9 @@ def run(config, folder, finetune=None, force=False, restart=False, progress=True
             raise error
         if message:
             raise cli.UserError(message)
-        return train(config, folder, device, finetune, progress)
+        result = train(config, folder, device, finetune, progress)
+        distributed.barrier()  # no rank tears the process group down while another still uses it
+        return result
     finally:
         if handle is not None:
             lock.release(handle)
