@@ -153,9 +153,6 @@ def load_network(args):
         raise cli.UserError(f'{path} holds no model weights (no "model" entry)')
     if state.get('config'):
         config, _ = runner.merge(config, configlib.loads(state['config']))
-    if config.getboolean('model', 'gate'):
-        raise cli.UserError(f'{path}: a [model] gate network does not export to ONNX yet (its gate scales '
-                            f'the input to a fixed height, which tracing would fix at the export size)')
     network = models.build(config, pretrained=False)
     try:
         checkpoints.load_weights(network, state['model'], strict=True)

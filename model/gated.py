@@ -4,13 +4,12 @@ the frozen trunk's features of the input scaled to `[model] gate_height` (in tra
 alike, so that it sees the same statistics), averaged over the image; [train] gate_weight trains it to tell
 the training images (1) from the [dataset] extra images (0, the real anchors). Images like the anchors then
 get the frozen network's maps, so fine-tuning on a new domain need not cost what the network knew; the price
-is twice the network's work. Experimental: see README, "Two networks and a gate".
+is twice the network's work. The whole of it, gate and resize included, exports to ONNX (export_onnx.py) and
+runs there at any input size. Experimental: see README, "Two networks and a gate".
 """
 
 import torch
 from torch import nn
-
-from pose.predict import input_size
 
 
 class Gated(nn.Module):
@@ -28,28 +27,51 @@ class Gated(nn.Module):
         nn.init.zeros_(self.gate[-1].bias)
         self.gate_logits = None
 
-    # the tuned network's: the optimizer's backbone group, equalize, the hooks
+    # the tuned network's: the optimizer's backbone group, equalize, the hooks, export_onnx
     backbone = property(lambda self: self.tuned.backbone)
     skeleton = property(lambda self: self.tuned.skeleton)
     stride = property(lambda self: self.tuned.stride)
+    stages = property(lambda self: self.tuned.stages)
 
     def train(self, mode=True):
         super().train(mode)
         self.frozen.eval()
         return self
 
+    def gate_size(self, x):
+        """(H, W) the gate reads `x` (N,3,h,w) at: H = [model] gate_height, W = w at that scale rounded up to a
+        multiple of the stride. Integer arithmetic on the shape alone, so that an ONNX export keeps it for
+        every input size."""
+        h, w, s = x.shape[2], x.shape[3], self.stride
+        return self.height, (w * self.height + h * s - 1) // (h * s) * s
+
     def forward(self, x):
         with torch.no_grad():
             features = self.frozen.backbone(x)
             frozen = self.frozen.head(features)
-            if x.shape[2] != self.height:      # else the gate reads the features just computed
-                _, size = input_size(x.shape[2:], self.height, self.stride)
-                small = nn.functional.interpolate(x, size=size, mode='bilinear', align_corners=False)
-                features = self.frozen.backbone(small)
+            size = self.gate_size(x)
+            # else the gate reads the features just computed (never while exporting: the size is traced)
+            if torch.onnx.is_in_onnx_export() or tuple(x.shape[2:]) != size:
+                features = self.frozen.backbone(resize(x, size))
         self.gate_logits = self.gate(features)
         g = torch.sigmoid(self.gate_logits)
         return [(fh + g * (th - fh), fp + g * (tp - fp))
                 for (fh, fp), (th, tp) in zip(frozen, self.tuned(x))]
+
+
+def resize(x, size):
+    """`x` (N,C,h,w) bilinearly resized to `size` (H, W), as nn.functional.interpolate(mode='bilinear',
+    align_corners=False) does, but as two matrix products: ONNX Runtime's Resize computes its coordinates
+    otherwise (1e-4 apart), while these few ops give the same numbers in PyTorch and in an ONNX export, at any
+    input size."""
+    def weights(out, n):       # (out, n): row i blends the two input pixels around (i + 0.5) n / out - 0.5
+        position = ((torch.arange(out, device=x.device, dtype=x.dtype) + 0.5) * (n / out) - 0.5).clamp(min=0)
+        low = position.floor()
+        high = torch.clamp(low + 1, max=n - 1)
+        pixels = torch.arange(n, device=x.device, dtype=x.dtype)
+        return (1 - (position - low))[:, None] * (pixels == low[:, None]) + \
+            (position - low)[:, None] * (pixels == high[:, None])
+    return weights(size[0], x.shape[2]) @ x @ weights(size[1], x.shape[3]).T
 
 
 def expand(weights):

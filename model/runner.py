@@ -175,8 +175,6 @@ def load(config, checkpoint=None, onnx=None, folder=None, device='auto', threads
     merged, changed = config, []
     if state.get('config'):
         merged, changed = merge(config, _saved_config(state['config'], path))
-    if backend != 'torch' and merged.getboolean('model', 'gate'):
-        backend = 'torch'             # a [model] gate network does not export to ONNX yet (export_onnx.py)
     found = {'config': merged, 'skeleton': layout(merged), 'source': path, 'step': state.get('step'),
              'changed': changed, 'backend': f'{backend} {precision}'}
     if backend != 'torch':

@@ -651,14 +651,34 @@ def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path
     assert len(scalar_values(tmp_path / 'exp', 'loss/gate')) == 3       # the gate's term joined every step
     network = models.build(configlib.loads(state['config']), pretrained=False)
     checkpoint.load_weights(network, weights)          # a gated checkpoint loads as it was saved
+    import onnxruntime
+
     import export_onnx
     newest = checkpoint.checkpoints(str(tmp_path / 'exp'))[-1]
-    capsys.readouterr()
-    with pytest.raises(SystemExit):
-        export_onnx.main(['--checkpoint', newest, '-o', str(tmp_path / 'gated.onnx')])
-    assert 'a [model] gate network does not export to ONNX yet' in capsys.readouterr().err
+    export_onnx.main(['--checkpoint', newest, '-o', str(tmp_path / 'gated.onnx')])   # checks two sizes itself
+    # a gate that reads its input closely, and a tuned half far from the frozen one, make any difference show
+    network.eval()
+    torch.nn.init.normal_(network.gate[-1].weight, std=3)
+    with torch.no_grad():
+        for p in network.tuned.parameters():
+            p.mul_(1.2)
+    export_onnx.export(network, config, str(tmp_path / 'sharp.onnx'), tolerance=None)
+    session = onnxruntime.InferenceSession(str(tmp_path / 'sharp.onnx'))
+    for size in ((64, 64), (96, 136)):     # the gate scales each size to its own height inside the file too
+        image = torch.rand(1, 3, *size)
+        with torch.no_grad():
+            heatmaps = network(image)[-1][0]
+            frozen = network.frozen(image)[-1][0]
+        assert (heatmaps - frozen).abs().max() > 1e-3                     # the gate and the tuned half count
+        onnx_heatmaps = session.run(['heatmaps'], {'image': image.numpy()})[0]
+        assert np.abs(onnx_heatmaps - heatmaps.numpy()).max() < 1e-5
     loaded = runner.load(config, checkpoint=newest, backend='onnxruntime', precision='f32')
-    assert loaded['backend'] == 'torch f32'       # so eval.py and detect.py run it in PyTorch
+    assert loaded['backend'] == 'onnxruntime f32'
+    from model.gated import resize
+    image = torch.rand(2, 3, 37, 53)
+    for size in ((16, 24), (64, 80), (37, 53)):     # bilinear, as interpolate computes it
+        expected = torch.nn.functional.interpolate(image, size=size, mode='bilinear', align_corners=False)
+        assert torch.allclose(resize(image, size), expected, atol=1e-5)
     with pytest.raises(configlib.ConfigError, match='names no images'):
         train.gate_loss(configlib.load(mods=synthetic_data + extra[1:]), gated)
     with pytest.raises(configlib.ConfigError, match=r'gate_height = 60'):
