@@ -39,8 +39,8 @@ class Gated(nn.Module):
         return self
 
     def gate_size(self, x):
-        """(H, W) the gate reads `x` (N,3,h,w) at: H = [model] gate_height, W = w at that scale rounded up to a
-        multiple of the stride. Integer arithmetic on the shape alone, so that an ONNX export keeps it for
+        """(H, W) the gate reads `x` (N,3,h,w) at: H = [model] gate_height, W = w at that scale rounded up to
+        a multiple of the stride. Integer arithmetic on the shape alone, so that an ONNX export keeps it for
         every input size."""
         h, w, s = x.shape[2], x.shape[3], self.stride
         return self.height, (w * self.height + h * s - 1) // (h * s) * s

