@@ -113,17 +113,18 @@ else
     echo " needs far more than 10 minutes for a useful AP)"
     PRETRAINED=""
 fi
-if [ -n "$PRETRAINED" ] && [ -z "$COCO" ] && python -m utils.fetch sports2d pose2sim; then
-    step "auto-label real videos and photos with the pretrained network (data/autolabel)"
-    # real people in the fine-tuning mix keep the network finding real people while it learns the synthetic ones
-    LABELLED=data/autolabel EVERY=15
-    [ "$SHORT" = 0 ] || { LABELLED=data/autolabel_short EVERY=50; }
+if [ -n "$PRETRAINED" ] && [ -z "$COCO" ] && python -m utils.fetch sports2d pose2sim scenes; then
+    step "auto-label real videos and photos with the pretrained network (data/real_frames)"
+    # real images in the fine-tuning mix: their targets are the frozen pretrained network's maps, and the gate of
+    # the two networks learns from them which images are real (README: "Two networks and a gate")
+    LABELLED=data/real_frames EVERY=15
+    [ "$SHORT" = 0 ] || { LABELLED=data/real_frames_short EVERY=50; }
     if [ ! -f "$LABELLED/annotations/person_keypoints_train.json" ]; then
-        python autolabel.py downloads/sports2d downloads/pose2sim downloads/photos --checkpoint "$PRETRAINED" \
-            -o "$LABELLED" --every "$EVERY" --scales 1 --force
+        python autolabel.py downloads/sports2d downloads/pose2sim downloads/photos downloads/scenes \
+            --checkpoint "$PRETRAINED" -o "$LABELLED" --every "$EVERY" --scales 1 --force
     fi
-    output "real footage labelled by the pretrained network (COCO format)" "$LABELLED"
-    CONFIG+=(-m "dataset/extra=$LABELLED" -m "train/teacher=$PRETRAINED")
+    output "real footage and photos labelled by the pretrained network (COCO format)" "$LABELLED"
+    CONFIG+=(-m "dataset/extra=$LABELLED" -m "train/teacher=$PRETRAINED" -m model/gate=true)
 fi
 
 step "build the caches"
