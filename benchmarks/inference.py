@@ -166,6 +166,10 @@ def benchmark(name, files, mods, args, workdir):
     import model
     config = configlib.load(files, mods)
     network = model.build(config, pretrained=False).eval()
+    if hasattr(network, 'tuned'):     # a gated network starts as two equal halves, which the export would merge
+        with torch.no_grad():
+            for p in network.tuned.parameters():
+                p.add_(1e-3 * torch.randn_like(p))
     skeleton, stride = network.skeleton, network.stride
     figures = {'torch_ms': time_torch(network, args.size, args.threads)}
     path = os.path.join(workdir, f'{name}.onnx')
