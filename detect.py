@@ -239,7 +239,8 @@ def detect(network, source, config, output=None, json_path=None, show=False, pro
         finally:
             bar.close()
             if json_path:
-                write_json(json_path, frames, network['skeleton'], source['name'])
+                with whole_frame():     # a second Ctrl-C waits for the JSON of every frame that came out
+                    write_json(json_path, frames, network['skeleton'], source['name'])
     if failure is not None:
         raise failure
     return frames

@@ -324,6 +324,23 @@ def test_ctrl_c_keeps_every_frame_that_came_out(tmp_path):
     assert not pipeline_threads()
 
 
+def test_a_second_ctrl_c_while_the_json_is_written_waits_for_it(tmp_path, monkeypatch):
+    source, network, noses = numbered_stream(8)
+    written = detect.write_json
+
+    def interrupted_write(*args):
+        _thread.interrupt_main()                    # pressed (again) as the file is about to be written
+        time.sleep(0.01)
+        sum(range(1000))                            # bytecode, where the main thread notices it
+        written(*args)
+    monkeypatch.setattr(detect, 'write_json', interrupted_write)
+    config = configlib.load(mods=PLAIN + ['model/layout=coco17', 'detect/height=160'])
+    json_path = str(tmp_path / 'people.json')
+    with pytest.raises(KeyboardInterrupt):
+        detect.detect(network, source, config, json_path=json_path, progress=False)
+    assert len(json.load(open(json_path))['frames']) == 8
+
+
 def test_detection_settings_come_from_the_detect_section():
     settings = detect.options(configlib.load(mods=['eval/flip=true', 'eval/height=320']))
     assert settings['height'] == 256 and settings['flip'] is False      # the speed defaults
