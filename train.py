@@ -267,6 +267,9 @@ def train(config, folder, device, finetune, progress):
     loader = build_loader(config, model.stride, rank, world, seed)
     state, path = checkpoint.load_latest(folder) if distributed.is_main() else (None, None)
     state, path = distributed.broadcast_object((state, path))
+    if state is None and not finetune and hasattr(model, 'frozen'):
+        raise configlib.ConfigError('[model] gate keeps the network training starts from, frozen, beside the '
+                                    'one that trains: give it with --finetune CHECKPOINT')
     # DistributedDataParallel copies rank 0's weights to the other ranks
     if state is None and finetune and distributed.is_main():
         load_finetune(model, finetune, config)

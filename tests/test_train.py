@@ -681,6 +681,8 @@ def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path
         assert torch.allclose(resize(image, size), expected, atol=1e-5)
     with pytest.raises(configlib.ConfigError, match='names no images'):
         train.gate_loss(configlib.load(mods=synthetic_data + extra[1:]), gated)
+    with pytest.raises(configlib.ConfigError, match=r'\[model\] gate keeps .* --finetune CHECKPOINT'):
+        train.run(config, str(tmp_path / 'no_start'), progress=False)
     with pytest.raises(configlib.ConfigError, match=r'gate_height = 60'):
         models.build(configlib.load(mods=synthetic_data + ['model/gate=true', 'model/gate_height=60']))
     with pytest.raises(configlib.ConfigError, match=r'gate_weight = -1.0: must be >= 0'):
