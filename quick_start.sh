@@ -115,8 +115,9 @@ else
 fi
 if [ -n "$PRETRAINED" ] && [ -z "$COCO" ] && python -m utils.fetch sports2d pose2sim scenes; then
     step "auto-label real videos and photos with the pretrained network (data/real_frames)"
-    # real images in the fine-tuning mix: their targets are the frozen pretrained network's maps, and the gate of
-    # the two networks learns from them which images are real (README: "Two networks and a gate")
+    # real images in the fine-tuning mix: their targets are the frozen pretrained network's maps (for the copy that
+    # trains, too), and the gate of the two networks learns from them which images are real (README: "Two
+    # networks and a gate"); the labels choose the crops
     LABELLED=data/real_frames EVERY=15
     [ "$SHORT" = 0 ] || { LABELLED=data/real_frames_short EVERY=50; }
     if [ ! -f "$LABELLED/annotations/person_keypoints_train.json" ]; then
@@ -124,7 +125,7 @@ if [ -n "$PRETRAINED" ] && [ -z "$COCO" ] && python -m utils.fetch sports2d pose
             --checkpoint "$PRETRAINED" -o "$LABELLED" --every "$EVERY" --scales 1 --force
     fi
     output "real footage and photos labelled by the pretrained network (COCO format)" "$LABELLED"
-    CONFIG+=(-m "dataset/extra=$LABELLED" -m "train/teacher=$PRETRAINED" -m model/gate=true)
+    CONFIG+=(-m "dataset/extra=$LABELLED" -m model/gate=true)
 fi
 
 step "build the caches"

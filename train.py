@@ -147,9 +147,9 @@ def load_finetune(model, path, config):
     if isinstance(state.get('config'), str):
         from transform import normalize
         normalize.check_same(state['config'], config, f'--finetune {path}')
-    if hasattr(model, 'frozen') and not any(key.startswith('frozen.') for key in weights):
-        from model import gated
-        weights = gated.expand(weights)   # a plain network starts both halves of [model] gate
+    if gated(model) and not any(key.startswith('frozen.') for key in weights):
+        from model.gated import expand
+        weights = expand(weights)   # a plain network starts both halves of [model] gate
     missing, unexpected = checkpoint.load_weights(model, weights, strict=False)
     log(f'--finetune {path}: loaded {len(weights) - len(unexpected)} tensors')
     for title, keys in (('missing (left as initialised)', missing), ('unexpected (ignored)', unexpected)):
@@ -216,31 +216,44 @@ def make_hooks(config, folder, config_text, writer, model):
     return result
 
 
-def distillation(config, device):
-    """model.distill's targets(batch) for the [train] teacher, or None without one."""
+def gated(model):
+    """Whether `model` is a [model] gate network (model/gated.py)."""
+    from model.gated import Gated
+    return isinstance(model, Gated)
+
+
+def targets(config, device, model):
+    """The Trainer's targets(batch) for the [dataset] extra images: the [train] teacher's maps
+    (model.distill), else a [model] gate network's frozen half's (model.gated), else None (their labels)."""
     path = config.get('train', 'teacher').strip()
-    if not path:
-        return None
-    if not config.getlist('dataset', 'extra'):
-        raise configlib.ConfigError('[train] teacher is set but [dataset] extra names no images to distil on')
+    if (path or gated(model)) and not config.getlist('dataset', 'extra'):
+        name = '[train] teacher is set' if path else '[model] gate is on'
+        raise configlib.ConfigError(f'{name} but [dataset] extra names no images to distil on')
     import model as models
     from model import distill
-    return distill.targets(distill.load_teacher(path, config, device), models.layout(config),
-                           config.getboolean('train', 'teacher_flip'))
+    if path:
+        return distill.targets(distill.load_teacher(path, config, device), models.layout(config),
+                               config.getboolean('train', 'teacher_flip'))
+    if gated(model):
+        from model import gated as gates
+        return gates.targets(model)
+    return None
 
 
 def gate_loss(config, model):
-    """model.gated's cross-entropy as a Trainer regularizer for a [model] gate network, else None."""
-    if not hasattr(model, 'gate'):
+    """A [model] gate network's Trainer regularizer (model.gated: the gate's cross-entropy and the tuned
+    half's anchor loss), else None."""
+    if not gated(model):
         return None
-    if not config.getlist('dataset', 'extra'):
-        raise configlib.ConfigError('[model] gate is on but [dataset] extra names no images for the gate to '
-                                    'tell apart')
-    from model import gated
-    weight = config.getfloat('train', 'gate_weight')
-    if weight < 0:
-        raise configlib.ConfigError(f'[train] gate_weight = {weight}: must be >= 0')
-    return lambda module, batch: {'gate': gated.domain_loss(module, batch, weight)}
+    from model import gated as gates
+    from model import loss
+    weight, anchor_weight = config.getfloat('train', 'gate_weight'), config.getfloat('train', 'anchor_weight')
+    for name, value in (('gate_weight', weight), ('anchor_weight', anchor_weight)):
+        if value < 0:
+            raise configlib.ConfigError(f'[train] {name} = {value}: must be >= 0')
+    params = loss.weights(config)
+    return lambda module, batch: {'gate': gates.domain_loss(module, batch, weight),
+                                  'anchors': gates.anchor_loss(module, batch, anchor_weight, params)}
 
 
 def limits(config):
@@ -267,14 +280,14 @@ def train(config, folder, device, finetune, progress):
     loader = build_loader(config, model.stride, rank, world, seed)
     state, path = checkpoint.load_latest(folder) if distributed.is_main() else (None, None)
     state, path = distributed.broadcast_object((state, path))
-    if state is None and not finetune and hasattr(model, 'frozen'):
+    if state is None and not finetune and gated(model):
         raise configlib.ConfigError('[model] gate keeps the network training starts from, frozen, beside the '
                                     'one that trains: give it with --finetune CHECKPOINT')
     # DistributedDataParallel copies rank 0's weights to the other ranks
     if state is None and finetune and distributed.is_main():
         load_finetune(model, finetune, config)
         if config.getboolean('train', 'equalize'):
-            equalize_on_training_data(getattr(model, 'tuned', model), loader.dataset, config)
+            equalize_on_training_data(model.tuned if gated(model) else model, loader.dataset, config)
     scales = None
     if config.getboolean('train', 'relative_lr'):
         # the sizes of the weights training starts from (a resumed run's optimizer state keeps its lrs)
@@ -292,7 +305,7 @@ def train(config, folder, device, finetune, progress):
             amp=config.getboolean('train', 'amp'), clip_grad=config.getfloat('train', 'clip_grad'),
             on_nonfinite=functools.partial(hooks.dump_nonfinite, folder, config), progress=progress,
             inputs=functools.partial(normalize.to_input, params=normalize.params(config)),
-            targets=distillation(config, device), regularizer=gate_loss(config, model))
+            targets=targets(config, device, model), regularizer=gate_loss(config, model))
         if state is not None:
             trainer.load_state_dict(state)
             log(f'{folder}: resuming from {path} at step {trainer.step} (epoch {trainer.epoch})'

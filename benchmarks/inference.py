@@ -166,7 +166,8 @@ def benchmark(name, files, mods, args, workdir):
     import model
     config = configlib.load(files, mods)
     network = model.build(config, pretrained=False).eval()
-    if hasattr(network, 'tuned'):     # a gated network's two halves start equal; the export would merge them
+    from model.gated import Gated
+    if isinstance(network, Gated):    # a gated network's two halves start equal; the export would merge them
         with torch.no_grad():
             for p in network.tuned.parameters():
                 p.add_(1e-3 * torch.randn_like(p))

@@ -43,17 +43,23 @@ def targets(teacher, skeleton=None, flip=False):
         return (heatmaps + mirrored_heatmaps) / 2, (pafs + mirrored_pafs) / 2
 
     def apply(batch):
-        chosen = batch['extra'].bool()
-        if not chosen.any():
-            return
-        with torch.no_grad():
-            heatmaps, pafs = maps(batch['image'][chosen])
-        for key, value in (('heatmaps', heatmaps), ('pafs', pafs)):
-            batch[key] = batch[key].clone()
-            batch[key][chosen] = value.to(batch[key].dtype)
-        batch['mask'] = batch['mask'].clone()
-        batch['mask'][chosen] = 1
+        if batch['extra'].any():
+            with torch.no_grad():
+                replace(batch, *maps(batch['image'][batch['extra'].bool()]))
     return apply
+
+
+def replace(batch, heatmaps, pafs):
+    """The targets of the samples whose batch['extra'] is true become `heatmaps` and `pafs` (of those samples
+    alone, or of the whole batch) and their mask 1 (every cell counts); the batch's tensors are copied."""
+    chosen = batch['extra'].bool()
+    if not chosen.any():
+        return
+    for key, value in (('heatmaps', heatmaps), ('pafs', pafs)):
+        batch[key] = batch[key].clone()
+        batch[key][chosen] = (value[chosen] if len(value) == len(chosen) else value).to(batch[key].dtype)
+    batch['mask'] = batch['mask'].clone()
+    batch['mask'][chosen] = 1
 
 
 def unflip(heatmaps, pafs, skeleton):

@@ -3,9 +3,12 @@ their maps mixed by a learnt per-image gate, `frozen + g x (tuned - frozen)` at 
 the frozen trunk's features of the input scaled to `[model] gate_height` (in training and at any eval size
 alike, so that it sees the same statistics), averaged over the image; [train] gate_weight trains it to tell
 the training images (1) from the [dataset] extra images (0, the real anchors). Images like the anchors then
-get the frozen network's maps, so fine-tuning on a new domain need not cost what the network knew; the price
-is twice the network's work. The whole of it, gate and resize included, exports to ONNX (export_onnx.py) and
-runs there at any input size. Experimental: see README, "Two networks and a gate".
+get the frozen network's maps, so fine-tuning on a new domain need not cost what the network knew. The
+anchors' targets are the frozen half's own maps (unless a [train] teacher gives others), and [train]
+anchor_weight also trains the tuned half alone towards them ("learning without forgetting" inside it), so
+that an image the gate mistakes for a training image still gets maps close to the frozen network's. The
+price is twice the network's work. The whole of it, gate and resize included, exports to ONNX
+(export_onnx.py) and runs there at any input size. Experimental: see README, "Two networks and a gate".
 """
 
 import torch
@@ -13,7 +16,8 @@ from torch import nn
 
 
 class Gated(nn.Module):
-    """forward(x) -> [(heatmaps, pafs)] per stage, as PoseNet's; `gate_logits` (N,1,1,1) of the last call."""
+    """forward(x) -> [(heatmaps, pafs)] per stage, as PoseNet's. Of the last call: `gate_logits` (N,1,1,1),
+    `frozen_maps` (the frozen half's last (heatmaps, pafs)) and `tuned_maps` (the tuned half's stages)."""
 
     def __init__(self, frozen, tuned, height):
         super().__init__()
@@ -25,7 +29,7 @@ class Gated(nn.Module):
                                   nn.Conv2d(channels, 32, 1), nn.ReLU(), nn.Conv2d(32, 1, 1))
         nn.init.zeros_(self.gate[-1].weight)
         nn.init.zeros_(self.gate[-1].bias)
-        self.gate_logits = None
+        self.gate_logits = self.frozen_maps = self.tuned_maps = None
 
     # the tuned network's: the optimizer's backbone group, equalize, the hooks, export_onnx
     backbone = property(lambda self: self.tuned.backbone)
@@ -55,8 +59,9 @@ class Gated(nn.Module):
                 features = self.frozen.backbone(resize(x, size))
         self.gate_logits = self.gate(features)
         g = torch.sigmoid(self.gate_logits)
+        self.frozen_maps, self.tuned_maps = frozen[-1], self.tuned(x)
         return [(fh + g * (th - fh), fp + g * (tp - fp))
-                for (fh, fp), (th, tp) in zip(frozen, self.tuned(x))]
+                for (fh, fp), (th, tp) in zip(frozen, self.tuned_maps)]
 
 
 def resize(x, size):
@@ -77,6 +82,24 @@ def resize(x, size):
 def expand(weights):
     """A plain network's state_dict as both halves' (frozen.* and tuned.*), for --finetune."""
     return {f'{half}.{key}': value for half in ('frozen', 'tuned') for key, value in weights.items()}
+
+
+def targets(model):
+    """set(batch), called after the forward: the [dataset] extra samples' targets become the frozen half's
+    maps of the same input (as model.distill's teacher does, without running that network again)."""
+    from model import distill
+
+    def apply(batch):
+        distill.replace(batch, *model.frozen_maps)
+    return apply
+
+
+def anchor_loss(model, batch, weight, params):
+    """weight x the tuned half's map loss (model.loss.compute with `params`) against the targets, on the
+    [dataset] extra samples alone."""
+    from model import loss
+    mask = batch['mask'] * batch['extra'].to(batch['mask']).view(-1, 1, 1, 1)
+    return weight * loss.compute(model.tuned_maps, batch['heatmaps'], batch['pafs'], mask, params)[0]
 
 
 def domain_loss(model, batch, weight):

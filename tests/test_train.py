@@ -537,7 +537,7 @@ def test_teacher_maps_replace_the_targets_of_extra_images(tmp_path, synthetic_da
     with pytest.raises(configlib.ConfigError, match='reads input normalised'):
         distill.load_teacher(path, configlib.load(mods=synthetic_data + ['input/divisor=1']), 'cpu')
     with pytest.raises(configlib.ConfigError, match='names no images'):
-        train.distillation(configlib.load(mods=synthetic_data + [f'train/teacher={path}']), 'cpu')
+        train.targets(configlib.load(mods=synthetic_data + [f'train/teacher={path}']), 'cpu', None)
 
 
 def test_teacher_flip_averages_its_maps_with_the_mirrored_images():
@@ -648,7 +648,8 @@ def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path
     assert any(not torch.equal(weights[f'tuned.{k}'], v) for k, v in plain.state_dict().items()
                if v.is_floating_point())
     assert not torch.equal(weights['gate.4.weight'], torch.zeros_like(weights['gate.4.weight']))
-    assert len(scalar_values(tmp_path / 'exp', 'loss/gate')) == 3       # the gate's term joined every step
+    for term in ('gate', 'anchors'):                                     # both terms joined every step
+        assert len(scalar_values(tmp_path / 'exp', f'loss/{term}')) == 3
     network = models.build(configlib.loads(state['config']), pretrained=False)
     checkpoint.load_weights(network, weights)          # a gated checkpoint loads as it was saved
     import onnxruntime
@@ -679,16 +680,51 @@ def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path
     for size in ((16, 24), (64, 80), (37, 53)):     # bilinear, as interpolate computes it
         expected = torch.nn.functional.interpolate(image, size=size, mode='bilinear', align_corners=False)
         assert torch.allclose(resize(image, size), expected, atol=1e-5)
-    with pytest.raises(configlib.ConfigError, match='names no images'):
-        train.gate_loss(configlib.load(mods=synthetic_data + extra[1:]), gated)
+    with pytest.raises(configlib.ConfigError, match=r'\[model\] gate is on but .* names no images'):
+        train.targets(configlib.load(mods=synthetic_data + extra[1:]), 'cpu', gated)
     with pytest.raises(configlib.ConfigError, match=r'\[model\] gate keeps .* --finetune CHECKPOINT'):
         train.run(config, str(tmp_path / 'no_start'), progress=False)
     with pytest.raises(configlib.ConfigError, match=r'gate_height = 60'):
         models.build(configlib.load(mods=synthetic_data + ['model/gate=true', 'model/gate_height=60']))
     with pytest.raises(configlib.ConfigError, match=r'gate_weight = -1.0: must be >= 0'):
         train.gate_loss(configlib.load(mods=synthetic_data + extra + ['train/gate_weight=-1']), gated)
+    with pytest.raises(configlib.ConfigError, match=r'anchor_weight = -2.0: must be >= 0'):
+        train.gate_loss(configlib.load(mods=synthetic_data + extra + ['train/anchor_weight=-2']), gated)
     with pytest.raises(configlib.ConfigError, match=r'gate_lr = 0.0: .*gate_lr > 0'):
         optim.build_optimizer(gated, configlib.load(mods=synthetic_data + ['train/gate_lr=0']))
+
+
+def test_gate_anchors_take_the_frozen_half_maps_and_train_the_tuned_half_alone(synthetic_data):
+    import model as models
+    from model import gated, loss
+    torch.manual_seed(0)
+    # one stage: its maps are the last ones, the targets' stage
+    config = configlib.load(mods=synthetic_data + ['model/gate=true', 'model/gate_height=64',
+                                                   'model/stages=1'])
+    network = models.build(config, pretrained=False)
+    network.eval()             # the tuned half's batch norms as the frozen one's: their running statistics
+    image = torch.rand(3, 3, 64, 64)
+    heatmaps, pafs = network(image)[-1]
+    batch = {'image': image, 'heatmaps': torch.zeros_like(heatmaps), 'pafs': torch.zeros_like(pafs),
+             'mask': torch.zeros(3, 1, *heatmaps.shape[2:]), 'extra': torch.tensor([False, True, True])}
+    gated.targets(network)(batch)
+    assert torch.equal(batch['heatmaps'][1:], network.frozen_maps[0][1:]) and not batch['heatmaps'][0].any()
+    assert torch.equal(batch['pafs'][1:], network.frozen_maps[1][1:]) and not batch['pafs'][0].any()
+    assert batch['mask'][1:].eq(1).all() and not batch['mask'][0].any()
+    params = loss.weights(config)
+    assert float(gated.anchor_loss(network, batch, 1.0, params).detach()) == 0   # the halves, built equal
+    with torch.no_grad():
+        for p in network.tuned.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    network(image)
+    term = gated.anchor_loss(network, batch, 2.0, params)
+    alone = loss.compute(network.tuned_maps, batch['heatmaps'], batch['pafs'],
+                         batch['mask'] * torch.tensor([0., 1, 1]).view(-1, 1, 1, 1), params)[0]
+    assert float(term.detach()) > 0 and torch.isclose(term, 2 * alone)      # the extra samples alone count
+    term.backward()
+    assert all(p.grad is None for p in network.frozen.parameters())
+    assert all(p.grad is None for p in network.gate.parameters())           # the tuned half's term alone
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in network.tuned.parameters())
 
 
 def test_gate_cross_entropy_pulls_training_images_up_and_extra_images_down():

@@ -122,8 +122,9 @@ class Trainer:
     terms) dumps what is needed to debug a NaN and returns the folder it wrote. inputs(image batch) makes
     the network input from the loader's images once they are on the device (the training loader's are
     uint8, see transform.normalize.to_input); the hooks and NaN dumps see its result. targets(batch), when
-    given, may then replace the batch's targets in place (model.distill: a teacher's maps). regularizer(model,
-    batch) -> {name: term}, when given, adds terms to the loss (model.gated: the gate's cross-entropy)."""
+    given, may replace the batch's targets in place after the forward (model.distill: a teacher's maps;
+    model.gated: its frozen half's). regularizer(model, batch) -> {name: term}, when given, adds terms to the
+    loss (model.gated: the gate's cross-entropy and the tuned half's anchor loss)."""
 
     def __init__(self, model, optimizer, scheduler, loader, compute_loss, device, hooks=(), steps=0, epochs=0,
                  seconds=0.0, amp=False, clip_grad=0.0, on_nonfinite=None, progress=True, inputs=None,
@@ -274,11 +275,11 @@ class Trainer:
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
                  for k, v in batch.items()}
         batch['image'] = self.inputs(batch['image'])
-        if self.targets is not None:
-            self.targets(batch)
         self.batch_size = len(batch['image'])
         with torch.autocast(self.device.type, enabled=self.amp):
             outputs = self.model(batch['image'])
+        if self.targets is not None:
+            self.targets(batch)
         total, terms = self.compute_loss(outputs, batch['heatmaps'], batch['pafs'], batch['mask'])
         if self.regularizer is not None:
             for name, term in self.regularizer(self.module, batch).items():
