@@ -252,8 +252,13 @@ def gate_loss(config, model):
         if value < 0:
             raise configlib.ConfigError(f'[train] {name} = {value}: must be >= 0')
     params = loss.weights(config)
-    return lambda module, batch: {'gate': gates.domain_loss(module, batch, weight),
-                                  'anchors': gates.anchor_loss(module, batch, anchor_weight, params)}
+
+    def terms(module, batch):
+        result = {'gate': gates.domain_loss(module, batch, weight)}
+        if anchor_weight > 0:
+            result['anchors'] = gates.anchor_loss(module, batch, anchor_weight, params)
+        return result
+    return terms
 
 
 def limits(config):

@@ -627,7 +627,8 @@ def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path
     path = str(tmp_path / 'start.pt')
     torch.save({'model': plain.state_dict(), 'config': config_text(plain_config)}, path)
     extra = [f'dataset/extra={synthetic_data[0].split("=", 1)[1]}', 'model/gate=true', 'model/gate_height=64']
-    config = configlib.load(mods=synthetic_data + extra + ['train/steps=3', 'hooks/scalars=1ms'])
+    config = configlib.load(mods=synthetic_data + extra + ['train/steps=3', 'hooks/scalars=1ms',
+                                                           'train/anchor_weight=0.3'])
     from cache import coco
     coco.build(config, 'train', root=config.get('dataset', 'extra'))
     gated = models.build(config, pretrained=False)
