@@ -175,7 +175,7 @@ def opencv_outputs(path, images):
     import cv2
     if not hasattr(cv2.dnn, 'readNetFromTensorflow'):
         raise cli.UserError(f'OpenCV {cv2.__version__} has no TensorFlow importer (5.1 dropped it), which '
-                            f'the conversion is checked against: pip install "opencv-python-headless>=4.9,<5.1"')
+                            'the conversion is checked against: pip install "opencv-python-headless<5.1"')
     net = cv2.dnn.readNetFromTensorflow(path)
     net.setInput(np.ascontiguousarray(images, np.float32))
     out = net.forward(OUTPUT)
