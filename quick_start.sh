@@ -115,9 +115,9 @@ else
 fi
 if [ -n "$PRETRAINED" ] && [ -z "$COCO" ] && python -m utils.fetch sports2d pose2sim scenes; then
     step "auto-label real videos and photos with the pretrained network (data/real_frames)"
-    # real images in the fine-tuning mix: their targets are the frozen pretrained network's maps (for the copy that
-    # trains, too), and the gate of the two networks learns from them which images are real (README: "Two
-    # networks and a gate"); the labels choose the crops
+    # real images in the fine-tuning mix: their targets are the frozen pretrained network's maps, and the gate of
+    # the two networks learns from them which images are real (README: "Two networks and a gate"); the labels
+    # choose the crops
     LABELLED=data/real_frames EVERY=15
     [ "$SHORT" = 0 ] || { LABELLED=data/real_frames_short EVERY=50; }
     if [ ! -f "$LABELLED/annotations/person_keypoints_train.json" ]; then
