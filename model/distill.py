@@ -50,14 +50,12 @@ def targets(teacher, skeleton=None, flip=False):
 
 
 def replace(batch, heatmaps, pafs):
-    """The targets of the samples whose batch['extra'] is true become `heatmaps` and `pafs` (of those samples
-    alone, or of the whole batch) and their mask 1 (every cell counts); the batch's tensors are copied."""
+    """The targets of the samples whose batch['extra'] is true become `heatmaps` and `pafs` (the maps of those
+    samples, in batch order) and their mask 1 (every cell counts); the batch's tensors are copied."""
     chosen = batch['extra'].bool()
-    if not chosen.any():
-        return
     for key, value in (('heatmaps', heatmaps), ('pafs', pafs)):
         batch[key] = batch[key].clone()
-        batch[key][chosen] = (value[chosen] if len(value) == len(chosen) else value).to(batch[key].dtype)
+        batch[key][chosen] = value.to(batch[key].dtype)
     batch['mask'] = batch['mask'].clone()
     batch['mask'][chosen] = 1
 

@@ -90,7 +90,9 @@ def targets(model):
     from model import distill
 
     def apply(batch):
-        distill.replace(batch, *model.frozen_maps)
+        chosen = batch['extra'].bool()
+        if chosen.any():
+            distill.replace(batch, *(maps[chosen] for maps in model.frozen_maps))
     return apply
 
 

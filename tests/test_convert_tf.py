@@ -217,3 +217,9 @@ def test_script_writes_rescaled_weights_that_compute_the_same_maps(tmp_path):
     for a, b in zip(ours, theirs):     # the same maps but near the border (padding now means grey)
         inside = (a - b)[..., 4:-4, 4:-4].abs()
         assert float(inside.mean()) < 1e-3 and float(inside.max()) < 0.05
+
+
+def test_an_opencv_without_the_tensorflow_importer_is_a_named_error(monkeypatch):
+    monkeypatch.delattr(cv2.dnn, 'readNetFromTensorflow', raising=False)
+    with pytest.raises(tf.cli.UserError, match=r'no TensorFlow importer .*opencv-python-headless<5.1'):
+        tf.opencv_outputs('graph.pb', np.zeros((1, 3, 16, 16), np.float32))

@@ -726,6 +726,10 @@ def test_gate_anchors_take_the_frozen_half_maps_and_train_the_tuned_half_alone(s
     assert all(p.grad is None for p in network.frozen.parameters())
     assert all(p.grad is None for p in network.gate.parameters())           # the tuned half's term alone
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in network.tuned.parameters())
+    for weight, names in (('0', {'gate'}), ('0.5', {'gate', 'anchors'})):    # off by default: not computed
+        regularizer = train.gate_loss(configlib.load(mods=synthetic_data + [f'train/anchor_weight={weight}']),
+                                      network)
+        assert set(regularizer(network, batch)) == names
 
 
 def test_gate_cross_entropy_pulls_training_images_up_and_extra_images_down():
