@@ -227,8 +227,9 @@ def targets(config, device, model):
     (model.distill), else a [model] gate network's frozen half's (model.gated), else None (their labels)."""
     path = config.get('train', 'teacher').strip()
     if (path or gated(model)) and not config.getlist('dataset', 'extra'):
-        name = '[train] teacher is set' if path else '[model] gate is on'
-        raise configlib.ConfigError(f'{name} but [dataset] extra names no images to distil on')
+        need = ('[train] teacher is set', 'to distil on') if path else \
+            ('[model] gate is on', 'to anchor the gate (real images: it learns them as 0)')
+        raise configlib.ConfigError(f'{need[0]} but [dataset] extra names no images {need[1]}')
     import model as models
     from model import distill
     if path:

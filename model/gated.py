@@ -17,6 +17,7 @@ from torch import nn
 
 class Gated(nn.Module):
     """forward(x) -> [(heatmaps, pafs)] per stage, as PoseNet's. Of the last call: `gate_logits` (N,1,1,1),
+    and, for the training losses (only while autograd records, so inference holds no maps between calls),
     `frozen_maps` (the frozen half's last (heatmaps, pafs)) and `tuned_maps` (the tuned half's stages)."""
 
     def __init__(self, frozen, tuned, height):
@@ -59,9 +60,9 @@ class Gated(nn.Module):
                 features = self.frozen.backbone(resize(x, size))
         self.gate_logits = self.gate(features)
         g = torch.sigmoid(self.gate_logits)
-        self.frozen_maps, self.tuned_maps = frozen[-1], self.tuned(x)
-        return [(fh + g * (th - fh), fp + g * (tp - fp))
-                for (fh, fp), (th, tp) in zip(frozen, self.tuned_maps)]
+        tuned = self.tuned(x)
+        self.frozen_maps, self.tuned_maps = (frozen[-1], tuned) if torch.is_grad_enabled() else (None, None)
+        return [(fh + g * (th - fh), fp + g * (tp - fp)) for (fh, fp), (th, tp) in zip(frozen, tuned)]
 
 
 def resize(x, size):

@@ -640,6 +640,7 @@ def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path
             for (a, b), (c, d) in zip(plain(image), gated(image)):
                 assert torch.allclose(a, c, atol=1e-6) and torch.allclose(b, d, atol=1e-6)
         assert gated.gate_logits.shape == (2, 1, 1, 1)
+        assert gated.frozen_maps is None and gated.tuned_maps is None   # inference keeps no maps
     groups = optim.build_optimizer(gated, config).param_groups
     assert {g['name'] for g in groups} == {'stages', 'backbone', 'gate'}
     train.run(config, str(tmp_path / 'exp'), finetune=path, progress=False)
