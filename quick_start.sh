@@ -150,8 +150,9 @@ if [ -n "$REAL_DATA" ] && [ -n "$PRETRAINED" ] && [ -z "$COCO" ]; then
     step "COCO AP on real labelled images ($REAL_DATA), the trained network beside the pretrained one"
     NEWEST=$(python -c "import sys; from utils import checkpoint; print(checkpoint.checkpoints(sys.argv[1])[-1])" \
         "$MODEL_DIR")
+    # --bootstrap: how much of the held-out difference is which 40 images happen to be held out
     python benchmarks/real.py "${CONFIG[@]}" --pretrained --checkpoint "trained=$NEWEST" --synthetic \
-        --json "$OUT/real.json" | tee "$OUT/real.txt"
+        --bootstrap 200 --json "$OUT/real.json" | tee "$OUT/real.txt"
     output "real-image AP of the trained and the pretrained network" "$OUT/real.txt"
 else
     echo "(no real labelled images here (../shared/data/coco-mini): the real-image AP is not measured)"

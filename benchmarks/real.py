@@ -8,6 +8,9 @@ Real data: a COCO-format folder (--data; default: ../shared/data/coco-mini of a 
 COCO 2017 train images with their official keypoints). Its images are split in two (utils.realdata.halves):
 the table reports AP on all of them and on the held-out half, which nothing here tunes or trains on.
 --synthetic adds the AP on the validation cache of the config (the synthetic people after quick_start.sh).
+--bootstrap N adds how much of the held-out figure is the choice of images: its 95% interval over N draws
+of the held-out images with replacement, and for each row after the first the interval of its difference to
+the first row on the same draws (paired), with the share of draws in which it scores at least as well.
 Every network runs through eval.py's own path (model.runner, pose.predict, utils.evaluate) at [eval] height,
 scales and flip of the config (-m eval/height=... to change them).
 """
@@ -16,6 +19,8 @@ import json
 import os
 import sys
 import time
+
+import numpy as np
 
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -36,6 +41,9 @@ def arguments():
     p.add_argument('--threads', type=int, default=1, help='threads (1: CPU time barely moved by load)')
     p.add_argument('--backend', default='torch', help='runtime (model/backends.py); torch f32: the reference')
     p.add_argument('--precision', default='f32', help='arithmetic: f32 or bf16')
+    p.add_argument('--bootstrap', type=int, default=0, metavar='N',
+                   help='resample the held-out images N times: 95%% intervals of its AP and of each '
+                        'difference to the first row (0: off)')
     p.add_argument('--json', help='write the figures to this file too')
     return p
 
@@ -57,10 +65,25 @@ def networks(args):
     return result
 
 
-def score(network, images, annotations):
-    """{'AP', 'AP50', ...} of a loaded network on [(path, id)] against `annotations`."""
-    return evaluation.evaluate_images(network['run'], network['config'], network['skeleton'],
-                                      network['stride'], images, annotations, progress=False)
+def predict(network, images, annotations):
+    """(COCO results, ground truth: pycocotools COCO, OKS sigmas) of a loaded network on [(path, id)]."""
+    config, skeleton = network['config'], network['skeleton']
+    gt, names, category_id, sigmas = evaluation.ground_truth(
+        annotations, skeleton, config.get('dataset', 'category', fallback=''))
+    found = evaluation.predict_images(network['run'], config, skeleton, network['stride'], images, False,
+                                      names, category_id)
+    return found, gt, sigmas
+
+
+def intervals(rows, draws):
+    """Each row's 'bootstrap': the 95% interval of its held-out AP over the draws and, after the first row,
+    of its difference to the first row, and the share of draws in which it scores at least as well."""
+    first = np.asarray(draws[0])
+    for row, ap in zip(rows, map(np.asarray, draws)):
+        row['bootstrap'] = {'draws': len(ap), 'held_out_95': np.percentile(ap, [2.5, 97.5]).round(4).tolist()}
+        if row is not rows[0]:
+            row['bootstrap'].update(vs_first_95=np.percentile(ap - first, [2.5, 97.5]).round(4).tolist(),
+                                    at_least_first=round(float((ap >= first).mean()), 3))
 
 
 def measure(args, config):
@@ -72,13 +95,18 @@ def measure(args, config):
     images = evaluation.coco_images(annotations, image_folder)
     _, held_out = realdata.halves(annotations)
     held = [im for im in images if im[1] in set(held_out)]
-    rows = []
+    if args.bootstrap < 0:
+        raise cli.UserError(f'--bootstrap {args.bootstrap}: give a number of draws (0: off)')
+    rows, found = [], []
     for label, path in networks(args):
         network = runner.load(config, checkpoint=path, device='cpu', threads=args.threads,
                               backend=args.backend, precision=args.precision)
         start = time.process_time()
+        results, gt, sigmas = predict(network, images, annotations)
+        found.append(results)
         row = {'network': label, 'checkpoint': path, 'step': network['step'],
-               'real': score(network, images, annotations), 'held_out': score(network, held, annotations)}
+               'real': evaluation.evaluate_results(gt, results, [i for _, i in images], False, sigmas),
+               'held_out': evaluation.evaluate_results(gt, results, held_out, False, sigmas)}
         if args.synthetic:
             row['synthetic'] = evaluation.evaluate(network['run'], network['config'], progress=False,
                                                    stride=network['stride'])
@@ -86,6 +114,9 @@ def measure(args, config):
         rows.append(row)
         print(f'  {label}: real AP {row["real"]["AP"]:.3f}, held-out AP {row["held_out"]["AP"]:.3f}'
               + (f', synthetic AP {row["synthetic"]["AP"]:.3f}' if args.synthetic else ''), flush=True)
+    if args.bootstrap:
+        draws = evaluation.bootstrap(gt, dict(enumerate(found)), held_out, args.bootstrap, sigmas=sigmas)
+        intervals(rows, list(draws.values()))
     settings = {o: config.get('eval', o) for o in ('height', 'scales', 'flip')}
     settings['backend'] = f'{args.backend} {args.precision}'
     return {'machine': machine(), 'data': folder, 'images': len(images), 'held_out': len(held),
@@ -94,14 +125,26 @@ def measure(args, config):
 
 def table(result):
     synthetic = any('synthetic' in row for row in result['rows'])
+    drawn = all('bootstrap' in row for row in result['rows'])
     lines = [f'real data: {result["data"]} ({result["images"]} images, {result["held_out"]} held out); '
              f'eval {result["eval"]}', result['machine'], '',
-             '| network | real AP | real AP50 | held-out AP |' + (' synthetic AP |' if synthetic else ''),
-             '|---|---|---|---|' + ('---|' if synthetic else '')]
+             '| network | real AP | real AP50 | held-out AP |' + (' synthetic AP |' if synthetic else '')
+             + (' held-out 95% | minus the first row, 95% | at least the first |' if drawn else ''),
+             '|---|---|---|---|' + ('---|' if synthetic else '') + ('---|---|---|' if drawn else '')]
     for row in result['rows']:
-        lines.append(f'| {row["network"]} | {row["real"]["AP"]:.3f} | {row["real"]["AP50"]:.3f} | '
-                     f'{row["held_out"]["AP"]:.3f} |'
-                     + (f' {row["synthetic"]["AP"]:.3f} |' if synthetic else ''))
+        line = (f'| {row["network"]} | {row["real"]["AP"]:.3f} | {row["real"]["AP50"]:.3f} | '
+                f'{row["held_out"]["AP"]:.3f} |' + (f' {row["synthetic"]["AP"]:.3f} |' if synthetic else ''))
+        if drawn:
+            b = row['bootstrap']
+            low, high = b['held_out_95']
+            line += f' {low:.3f} - {high:.3f} |'
+            line += (f' {b["vs_first_95"][0]:+.3f} - {b["vs_first_95"][1]:+.3f} | {b["at_least_first"]:.0%} |'
+                     if 'vs_first_95' in b else ' | |')
+        lines.append(line)
+    if drawn:
+        draws = result['rows'][0]['bootstrap']['draws']
+        lines += ['', f'(intervals: {draws} draws of the held-out images with replacement, every network '
+                      f'on the same draws)']
     return '\n'.join(lines)
 
 

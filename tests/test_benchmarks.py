@@ -43,10 +43,18 @@ def test_real_image_benchmark_scores_checkpoints_on_a_coco_folder(tmp_path):
     path = tmp_path / 'tiny.pt'
     torch.save({'model': models.build(config).state_dict(), 'config': config_text(config), 'step': 3}, path)
     result = run('benchmarks/real.py', '--data', str(tmp_path / 'data'), '--checkpoint', f'tiny={path}',
-                 '-m', 'eval/height=64', '--json', str(tmp_path / 'real.json'))
+                 f'again={path}', '-m', 'eval/height=64', '--json', str(tmp_path / 'real.json'),
+                 '--bootstrap', '20')
     assert result.returncode == 0, result.stderr
     assert '| tiny |' in result.stdout and '6 images, 3 held out' in result.stdout
+    assert '20 draws of the held-out images' in result.stdout
     figures = json.load(open(tmp_path / 'real.json'))
     assert 0 <= figures['rows'][0]['real']['AP'] <= 1 and figures['eval']['backend'] == 'torch f32'
+    # the same network twice: no difference on any draw
+    again = figures['rows'][1]['bootstrap']
+    assert again['vs_first_95'] == [0, 0] and again['at_least_first'] == 1 and again['draws'] == 20
+    negative = run('benchmarks/real.py', '--data', str(tmp_path / 'data'), '--checkpoint', str(path),
+                   '--bootstrap', '-1')
+    assert negative.returncode == 2 and '--bootstrap -1' in negative.stderr
     missing = run('benchmarks/real.py', '--data', str(tmp_path / 'none'), '--checkpoint', str(path))
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1

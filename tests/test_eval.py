@@ -103,6 +103,18 @@ def test_perfect_prediction_gives_ap_1(tmp_path):
     assert stats['AP'] == 1.0 and stats['AR'] == 1.0 and stats['AP50'] == 1.0
 
 
+def test_bootstrap_draws_images_with_replacement_and_scores_every_network_on_the_same_draws(tmp_path):
+    annotations, truth = write_dataset(str(tmp_path))
+    gt = evaluate.load_coco(annotations)
+    noisy = results_from(truth, 4.0)
+    results = {'perfect': results_from(truth, 0, extra=False), 'noisy': noisy, 'same': list(noisy)}
+    draws = evaluate.bootstrap(gt, results, list(truth), 30, seed=1)
+    assert draws['perfect'] == [1.0] * 30 and draws['noisy'] == draws['same']
+    full = evaluate.evaluate_results(annotations, noisy, verbose=False)['AP']
+    assert min(draws['noisy']) < full < max(draws['noisy'])     # the images drawn move the figure
+    assert evaluate.bootstrap(gt, {'noisy': noisy}, list(truth), 30, seed=1)['noisy'] == draws['noisy']
+
+
 def test_no_detection_scores_0_and_bad_results_are_one_line_errors(tmp_path):
     annotations, truth = write_dataset(str(tmp_path))
     assert evaluate.evaluate_results(annotations, [], verbose=False)['AP'] == 0.0

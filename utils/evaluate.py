@@ -123,6 +123,34 @@ def evaluate_results(annotations, results, image_ids=None, verbose=True, sigmas=
     return {name: float(value) for name, value in zip(STATS, coco_eval.stats)}
 
 
+def bootstrap(gt, results, image_ids, resamples, seed=0, sigmas=None):
+    """COCO keypoint AP of each results list of `results` ({label: [result]}, all on the same images) on
+    `resamples` sets of `image_ids` drawn with replacement ({label: [AP per draw]}), every label scored on
+    the same draws (paired): how much of a difference between networks on a few images is the images. An
+    image drawn twice counts twice (it joins under a new id for each draw); `gt` a COCO object."""
+    rng = np.random.default_rng(seed)
+    ids = sorted({int(i) for i in image_ids})
+    by_image = {label: {} for label in results}
+    for label, found in results.items():
+        for result in found:
+            by_image[label].setdefault(result['image_id'], []).append(result)
+    draws = {label: [] for label in results}
+    for _ in range(resamples):
+        drawn = rng.choice(ids, len(ids))
+        anns = [dict(a, id=len(drawn) * n + k + 1, image_id=k + 1)
+                for k, i in enumerate(drawn) for n, a in enumerate(gt.imgToAnns[int(i)])]
+        sample = COCO()
+        sample.dataset = {'images': [dict(gt.imgs[int(i)], id=k + 1) for k, i in enumerate(drawn)],
+                          'annotations': anns, 'categories': gt.dataset['categories']}
+        with _quiet(False):
+            sample.createIndex()
+        for label in results:
+            found = [dict(r, image_id=k + 1)
+                     for k, i in enumerate(drawn) for r in by_image[label].get(int(i), ())]
+            draws[label].append(evaluate_results(sample, found, verbose=False, sigmas=sigmas)['AP'])
+    return draws
+
+
 def coco_images(annotations, folder, skeleton=None, category=''):
     """[(image path, image id)] of every image of a COCO annotation file, images under `folder` (with a
     skeleton: the image entries cache/annotations.py keeps)."""
