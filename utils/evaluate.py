@@ -127,7 +127,8 @@ def bootstrap(gt, results, image_ids, resamples, seed=0, sigmas=None):
     """COCO keypoint AP of each results list of `results` ({label: [result]}, all on the same images) on
     `resamples` sets of `image_ids` drawn with replacement ({label: [AP per draw]}), every label scored on
     the same draws (paired): how much of a difference between networks on a few images is the images. An
-    image drawn twice counts twice (it joins under a new id for each draw); `gt` a COCO object."""
+    image drawn twice counts twice (it joins under a new id for each draw); `gt` a COCO object, the ground
+    truth of every label's results."""
     rng = np.random.default_rng(seed)
     ids = sorted({int(i) for i in image_ids})
     by_image = {label: {} for label in results}
