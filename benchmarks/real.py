@@ -94,7 +94,6 @@ def measure(args, config):
     annotations, image_folder = realdata.coco_folder(folder)
     images = evaluation.coco_images(annotations, image_folder)
     _, held_out = realdata.halves(annotations)
-    held = [im for im in images if im[1] in set(held_out)]
     if args.bootstrap < 0:
         raise cli.UserError(f'--bootstrap {args.bootstrap}: give a number of draws (0: off)')
     rows, found = [], []
@@ -119,7 +118,7 @@ def measure(args, config):
         intervals(rows, list(draws.values()))
     settings = {o: config.get('eval', o) for o in ('height', 'scales', 'flip')}
     settings['backend'] = f'{args.backend} {args.precision}'
-    return {'machine': machine(), 'data': folder, 'images': len(images), 'held_out': len(held),
+    return {'machine': machine(), 'data': folder, 'images': len(images), 'held_out': len(held_out),
             'eval': settings, 'rows': rows}
 
 

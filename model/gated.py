@@ -86,8 +86,8 @@ def expand(weights):
 
 
 def targets(model):
-    """set(batch), called after the forward: the [dataset] extra samples' targets become the frozen half's
-    maps of the same input (as model.distill's teacher does, without running that network again)."""
+    """The Trainer's targets(batch), called after the forward: the [dataset] extra samples' targets become
+    the frozen half's maps of the same input (as model.distill's teacher does, without running it again)."""
     from model import distill
 
     def apply(batch):
