@@ -1,9 +1,11 @@
 """Two networks and a gate: a frozen copy of the network training starts from beside the copy that trains,
-their maps mixed by a learnt per-image gate, `frozen + g x (tuned - frozen)` at every stage. The gate reads
+their maps mixed by a learnt per-image gate, `frozen + g x (tuned - frozen)` at every stage, each part's
+heatmap then the larger of that mix's and the frozen half's (`union`). The gate reads
 the frozen trunk's features of the input scaled to `[model] gate_height` (in training and at any eval size
 alike, so that it sees the same statistics), averaged over the image; [train] gate_weight trains it to tell
 the training images (1) from the [dataset] extra images (0, the real anchors). Images like the anchors then
-get the frozen network's maps, so fine-tuning on a new domain need not cost what the network knew. The
+get the frozen network's maps, so fine-tuning on a new domain need not cost what the network knew, and an
+image the gate mistakes for a training image still has every part the frozen network finds there. The
 anchors' targets are the frozen half's own maps (unless a [train] teacher gives others), and [train]
 anchor_weight also trains the tuned half alone towards them ("learning without forgetting" inside it), so
 that an image the gate mistakes for a training image still gets maps close to the frozen network's. The
@@ -62,7 +64,15 @@ class Gated(nn.Module):
         g = torch.sigmoid(self.gate_logits)
         tuned = self.tuned(x)
         self.frozen_maps, self.tuned_maps = (frozen[-1], tuned) if torch.is_grad_enabled() else (None, None)
-        return [(fh + g * (th - fh), fp + g * (tp - fp)) for (fh, fp), (th, tp) in zip(frozen, tuned)]
+        mixed = [(fh + g * (th - fh), fp + g * (tp - fp)) for (fh, fp), (th, tp) in zip(frozen, tuned)]
+        return [(union(fh, mh), mp) for (fh, _), (mh, mp) in zip(frozen, mixed)]
+
+
+def union(frozen, mixed):
+    """Heatmaps (N,K+1,h,w), background last: each part the larger of the frozen half's and the mix's,
+    the background the smaller (1 - the parts' maximum, as the targets' is)."""
+    parts = torch.maximum(frozen[:, :-1], mixed[:, :-1])
+    return torch.cat([parts, torch.minimum(frozen[:, -1:], mixed[:, -1:])], 1)
 
 
 def resize(x, size):

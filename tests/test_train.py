@@ -673,6 +673,7 @@ def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path
             heatmaps = network(image)[-1][0]
             frozen = network.frozen(image)[-1][0]
         assert (heatmaps - frozen).abs().max() > 1e-3                     # the gate and the tuned half count
+        assert (heatmaps[:, :-1] >= frozen[:, :-1]).all()     # no part the frozen half finds is lost
         onnx_heatmaps = session.run(['heatmaps'], {'image': image.numpy()})[0]
         assert np.abs(onnx_heatmaps - heatmaps.numpy()).max() < 1e-5
     loaded = runner.load(config, checkpoint=newest, backend='onnxruntime', precision='f32')
@@ -731,6 +732,15 @@ def test_gate_anchors_take_the_frozen_half_maps_and_train_the_tuned_half_alone(s
         regularizer = train.gate_loss(configlib.load(mods=synthetic_data + [f'train/anchor_weight={weight}']),
                                       network)
         assert set(regularizer(network, batch)) == names
+
+
+def test_gate_union_keeps_each_part_where_either_map_is_higher():
+    from model import gated
+    torch.manual_seed(0)
+    frozen, mixed = torch.rand(2, 4, 5, 6), torch.rand(2, 4, 5, 6)
+    union = gated.union(frozen, mixed)
+    assert torch.equal(union[:, :3], torch.maximum(frozen[:, :3], mixed[:, :3]))
+    assert torch.equal(union[:, 3], torch.minimum(frozen[:, 3], mixed[:, 3]))      # the background: 1 - parts
 
 
 def test_gate_cross_entropy_pulls_training_images_up_and_extra_images_down():
