@@ -1,6 +1,7 @@
 """Two networks and a gate: a frozen copy of the network training starts from beside the copy that trains,
 their maps mixed by a learnt per-image gate, `frozen + g x (tuned - frozen)` at every stage, each part's
-heatmap then the larger of that mix's and the frozen half's (`union`). The gate reads
+heatmap then the larger of that mix's and the frozen half's (`union`); at inference (eval mode) the heatmaps
+take the gate's choice whole (g rounded to 0 or 1; the PAFs keep the mix). The gate reads
 the frozen trunk's features of the input scaled to `[model] gate_height` (in training and at any eval size
 alike, so that it sees the same statistics), averaged over the image; [train] gate_weight trains it to tell
 the training images (1) from the [dataset] extra images (0, the real anchors). Images like the anchors then
@@ -64,7 +65,10 @@ class Gated(nn.Module):
         g = torch.sigmoid(self.gate_logits)
         tuned = self.tuned(x)
         self.frozen_maps, self.tuned_maps = (frozen[-1], tuned) if torch.is_grad_enabled() else (None, None)
-        mixed = [(fh + g * (th - fh), fp + g * (tp - fp)) for (fh, fp), (th, tp) in zip(frozen, tuned)]
+        # at inference an image's heatmaps are one half's, as the gate chooses: the decoder's peaks pass an
+        # absolute threshold, so a tenth of the tuned half's peaks would be people the frozen half never saw
+        h = g if self.training else (g > 0.5).to(g)
+        mixed = [(fh + h * (th - fh), fp + g * (tp - fp)) for (fh, fp), (th, tp) in zip(frozen, tuned)]
         return [(union(fh, mh), mp) for (fh, _), (mh, mp) in zip(frozen, mixed)]
 
 

@@ -620,6 +620,7 @@ def test_finetune_equalizes_a_network_without_normalisation(tmp_path, tiny, caps
 def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path, synthetic_data, capsys):
     import model as models
     from convert_caffe_torch import config_text
+    from model import gated as gates
     from model import runner
     torch.manual_seed(0)
     plain_config = configlib.load(mods=synthetic_data)
@@ -670,12 +671,22 @@ def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path
     for size in ((64, 64), (96, 136)):     # the gate scales each size to its own height inside the file too
         image = torch.rand(1, 3, *size)
         with torch.no_grad():
-            heatmaps = network(image)[-1][0]
-            frozen = network.frozen(image)[-1][0]
-        assert (heatmaps - frozen).abs().max() > 1e-3                     # the gate and the tuned half count
-        assert (heatmaps[:, :-1] >= frozen[:, :-1]).all()     # no part the frozen half finds is lost
-        onnx_heatmaps = session.run(['heatmaps'], {'image': image.numpy()})[0]
+            heatmaps, pafs = network(image)[-1]
+            chosen = bool(network.gate_logits.item() > 0)
+            frozen, frozen_pafs = network.frozen(image)[-1]
+            tuned = network.tuned(image)[-1][0]
+        assert (pafs - frozen_pafs).abs().max() > 1e-3                     # the gate and the tuned half count
+        # the heatmaps: the gate's choice whole, no part the frozen half finds lost
+        assert torch.allclose(heatmaps, gates.union(frozen, tuned) if chosen else frozen, atol=1e-6)
+        onnx_heatmaps, onnx_pafs = session.run(['heatmaps', 'pafs'], {'image': image.numpy()})
         assert np.abs(onnx_heatmaps - heatmaps.numpy()).max() < 1e-5
+        assert np.abs(onnx_pafs - pafs.numpy()).max() < 1e-5
+    for bias, chosen in ((10., True), (-10., False)):       # either choice, in PyTorch and in the export
+        with torch.no_grad():
+            network.gate[-1].bias.fill_(bias)
+            heatmaps = network(image)[-1][0]
+            frozen, tuned = network.frozen(image)[-1][0], network.tuned(image)[-1][0]
+        assert torch.allclose(heatmaps, gates.union(frozen, tuned) if chosen else frozen, atol=1e-6)
     loaded = runner.load(config, checkpoint=newest, backend='onnxruntime', precision='f32')
     assert loaded['backend'] == 'onnxruntime f32'
     from model.gated import resize
