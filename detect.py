@@ -3,9 +3,10 @@ their skeletons, ids and the frame rate; show them in a window, write them to --
 video and camera input, image files for image input) and their keypoints to --json.
 
 The network is --onnx FILE, --checkpoint FILE, or the newest checkpoint of the experiment folder; its
-layout and input normalisation come with it. It runs on the fastest backend the machine offers
-(model/backends.py; --backend and --precision force one) at [detect] height, without flip averaging
-unless [detect] flip asks for it. Person ids persist across video frames.
+layout and input normalisation come with it. It runs on the fastest backend the machine offers, in bf16
+where the CPU has it (model/backends.py, [detect] precision; --backend and --precision force one) at
+[detect] height, without flip averaging unless [detect] flip asks for it. Person ids persist across video
+frames.
 
 Frames flow through a pipeline of threads (utils/pipeline.py): reading and resizing the next frame, the
 network, and decoding, tracking, drawing and writing the one before overlap, so a frame costs the slowest
@@ -53,7 +54,7 @@ def arguments():
     p.add_argument('--backend', choices=('auto',) + backends.BACKENDS,
                    help='runtime of the network (default: [eval] backend)')
     p.add_argument('--precision', choices=('auto',) + backends.PRECISIONS,
-                   help='arithmetic of the network (default: [eval] precision)')
+                   help='arithmetic of the network (default: [detect] precision)')
     return p
 
 
@@ -257,7 +258,7 @@ def main():
     source = video.open_source(args.input)
     network = runner.load(config, args.checkpoint, args.onnx, cli.model_dir(args, config),
                           config.get('eval', 'device'), config.getint('eval', 'threads'), args.backend,
-                          args.precision)
+                          args.precision or config.get('detect', 'precision'))
     show = not args.no_show and video.can_show()
     output = args.output or (None if show else default_output(source))
     if not show and not args.no_show:

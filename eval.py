@@ -6,10 +6,10 @@ Each image is resized to [eval] height (aspect kept, padded to the stride), opti
 [eval] scales and mirrored ([eval] flip), decoded with [decode] and mapped back to the image. The network
 is --onnx FILE, --checkpoint FILE, or the newest checkpoint of the experiment folder; its layout and input
 normalisation come with it; it runs on [eval] backend and precision (model/backends.py: by default the
-fastest the machine offers; --backend and --precision force one). Writes COCO's results JSON to <folder
-of the network file>/eval/results-<step or ONNX name>.json (the experiment folder for its checkpoints),
-the figures and settings (backend included) beside it in metrics-<...>.json (as the trainer's evaluation
-hook does), and prints COCO's keypoint table.
+fastest runtime the machine offers, in f32; --backend and --precision force one). Writes COCO's results
+JSON to <folder of the network file>/eval/results-<step or ONNX name>.json (the experiment folder for its
+checkpoints), the figures and settings (backend included) beside it in metrics-<...>.json (as the trainer's
+evaluation hook does), and prints COCO's keypoint table.
 """
 
 import json

@@ -150,7 +150,10 @@ def test_onnx_file_refuses_torch_and_openvino_reads_it(tmp_path):
     with pytest.raises(UserError, match='runs on onnxruntime or openvino, not torch'):
         runner.load(configlib.load(), onnx=path, backend='torch')
     need('openvino', 'f32')
-    loaded = runner.load(configlib.load(), onnx=path, backend='openvino', precision='f32', threads=1)
+    loaded = runner.load(configlib.load(), onnx=path, backend='openvino', threads=1)
+    assert loaded['backend'] == 'openvino f32'  # eval.py's default: f32 on any CPU, bf16 costs AP
+    detect = configlib.load().get('detect', 'precision')
+    assert backends.choose('openvino', detect)[1] == ('bf16' if backends.cpu_has_bf16() else 'f32')
     x = export_onnx.sample_images(config, (2, 48, 80), 1)
     with torch.no_grad():
         expected = network(torch.from_numpy(x))[-1]
