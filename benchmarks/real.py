@@ -96,12 +96,17 @@ def measure(args, config):
     _, held_out = realdata.halves(annotations)
     if args.bootstrap < 0:
         raise cli.UserError(f'--bootstrap {args.bootstrap}: give a number of draws (0: off)')
-    rows, found = [], []
+    rows, found, first = [], [], None
     for label, path in networks(args):
         network = runner.load(config, checkpoint=path, device='cpu', threads=args.threads,
                               backend=args.backend, precision=args.precision)
         start = time.process_time()
         results, gt, sigmas = predict(network, images, annotations)
+        first = sigmas if not rows else first
+        if args.bootstrap and not np.array_equal(sigmas, first):
+            raise cli.UserError(f'--bootstrap pairs networks scored on the same keypoints: {label} scores '
+                                f'{len(sigmas)} with other OKS sigmas than {rows[0]["network"]} '
+                                f'({len(first)}); score it in a run of its own')
         found.append(results)
         row = {'network': label, 'checkpoint': path, 'step': network['step'],
                'real': evaluation.evaluate_results(gt, results, [i for _, i in images], False, sigmas),
@@ -114,7 +119,7 @@ def measure(args, config):
         print(f'  {label}: real AP {row["real"]["AP"]:.3f}, held-out AP {row["held_out"]["AP"]:.3f}'
               + (f', synthetic AP {row["synthetic"]["AP"]:.3f}' if args.synthetic else ''), flush=True)
     if args.bootstrap:
-        draws = evaluation.bootstrap(gt, dict(enumerate(found)), held_out, args.bootstrap, sigmas=sigmas)
+        draws = evaluation.bootstrap(gt, dict(enumerate(found)), held_out, args.bootstrap, sigmas=first)
         intervals(rows, list(draws.values()))
     settings = {o: config.get('eval', o) for o in ('height', 'scales', 'flip')}
     settings['backend'] = f'{args.backend} {args.precision}'
