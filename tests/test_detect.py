@@ -227,10 +227,14 @@ def test_detect_script_on_images_and_video(trained, tmp_path, monkeypatch, capsy
 
     frame = cv2.resize(cv2.imread(str(folder / images[0])), (128, 96))
     write_video(tmp_path / 'clip.avi', [np.roll(frame, 3 * i, axis=1) for i in range(5)])
-    args = model + ['-i', tmp_path / 'clip.avi', '--output', tmp_path / 'out.mp4', '--json',
-                    tmp_path / 'clip.json', '--no-show', '--height', '96', '-m', 'eval/threads=1']
+    # [detect] precision, not eval.py's, sets the arithmetic (PyTorch computes bf16 on any CPU)
+    arithmetic = ['--backend', 'torch', '-m', 'detect/precision=bf16'] if network == 'checkpoint' else []
+    args = model + arithmetic + ['-i', tmp_path / 'clip.avi', '--output', tmp_path / 'out.mp4',
+                                 '--json', tmp_path / 'clip.json', '--no-show', '--height', '96',
+                                 '-m', 'eval/threads=1']
     status, out, err = run_main(detect.main, args, monkeypatch, capsys)
     assert status == 0, err
+    assert network == 'onnx' or ' on torch bf16, input height 96' in out, out
     check_document(tmp_path / 'clip.json', 5, ['clip'] * 5)
     capture = cv2.VideoCapture(str(tmp_path / 'out.mp4'))
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 5 and capture.get(cv2.CAP_PROP_FPS) == 10
