@@ -60,7 +60,8 @@ def test_real_image_benchmark_scores_checkpoints_on_a_coco_folder(tmp_path):
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     # draws pair networks image by image on one ground truth: a network scored on other keypoints is refused
     layout = tmp_path / 'coco17_wide_nose.ini'
-    layout.write_text(open('config/skeleton/coco17.ini').read() + '\n[sigmas]\nnose = 0.1\n')
+    coco17 = open(os.path.join(ROOT, 'config', 'skeleton', 'coco17.ini')).read()
+    layout.write_text(coco17 + '\n[sigmas]\nnose = 0.1\n')
     config = configlib.load(mods=['model/stages=1', 'model/stage_channels=8', f'model/layout={layout}'])
     other = tmp_path / 'other.pt'
     torch.save({'model': models.build(config).state_dict(), 'config': config_text(config), 'step': 3}, other)

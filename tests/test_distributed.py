@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import torch
+from test_train import EVERY_STEP
 
 from utils import checkpoint
 
@@ -28,8 +29,8 @@ def torchrun(tmp_path, *mods):
 
 def test_torchrun_two_processes_on_cpu(tmp_path):
     folder = str(tmp_path / 'exp')
-    first = torchrun(tmp_path, 'train/steps=4', 'hooks/checkpoint=0.000001s', 'hooks/keep=10',
-                     'hooks/scalars=0.000001s')
+    first = torchrun(tmp_path, 'train/steps=4', f'hooks/checkpoint={EVERY_STEP}', 'hooks/keep=10',
+                     f'hooks/scalars={EVERY_STEP}')
     assert first.returncode == 0, first.stderr[-3000:]
     assert 'training from step 0 on cpu, 2 process(es)' in first.stderr
     assert first.stderr.count('stopped at step 4') == 1  # rank 0 alone reports
@@ -42,7 +43,7 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     assert not any(k.startswith('module.') for k in state['model'])
     assert len([f for f in os.listdir(folder) if f.startswith('events.out.')]) == 1
 
-    again = torchrun(tmp_path, 'train/steps=6', 'hooks/checkpoint=0.000001s', 'hooks/keep=10')
+    again = torchrun(tmp_path, 'train/steps=6', f'hooks/checkpoint={EVERY_STEP}', 'hooks/keep=10')
     assert again.returncode == 0, again.stderr[-3000:]
     assert f'resuming from {checkpoint.path_for(folder, 4)} at step 4 (epoch 1)' in again.stderr
     assert checkpoint.load(checkpoint.path_for(folder, 6))['step'] == 6

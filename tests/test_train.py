@@ -97,7 +97,7 @@ def tiny(monkeypatch):
 MODS = ['train/batch_size=4', 'train/epochs=0', 'train/workers=0', 'train/lr=0.01', 'train/warmup=2',
         'train/scheduler=none', 'train/threads=1', 'hooks/checkpoint=0', 'hooks/scalars=0', 'hooks/images=0',
         'model/layout=coco17']
-# A hook period of 0.000001s fires after every step: the stand-in network's steps can take under 1 ms.
+EVERY_STEP = '0.000001s'  # a hook period that fires after every step (the stand-in's steps can take < 1 ms)
 
 
 def make_config(*mods):
@@ -237,7 +237,7 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
 # ---- the loop ------------------------------------------------------------------------------------
 def test_loss_goes_down_and_config_is_saved(tmp_path, tiny):
     folder = tmp_path / 'exp'
-    summary = run(folder, 'train/steps=40', 'hooks/scalars=0.000001s')
+    summary = run(folder, 'train/steps=40', f'hooks/scalars={EVERY_STEP}')
     assert summary['step'] == 40 and summary['reason'] == 'step limit 40 reached'
     losses = scalar_values(folder, 'loss/total')
     assert len(losses) >= 20 and np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
@@ -250,11 +250,11 @@ def test_loss_goes_down_and_config_is_saved(tmp_path, tiny):
 
 def test_epoch_limit_and_checkpoint_rotation(tmp_path, tiny):
     folder = tmp_path / 'exp'
-    summary = run(folder, 'train/epochs=1', 'hooks/checkpoint=0.000001s', 'hooks/keep=3')
+    summary = run(folder, 'train/epochs=1', f'hooks/checkpoint={EVERY_STEP}', 'hooks/keep=3')
     exports = [p + checkpoint.ONNX_SUFFIX for p in checkpoint.checkpoints(str(folder))]
     for p in exports:                                     # ONNX exports cached beside them (eval --backend)
         open(p, 'wb').close()
-    summary = run(folder, 'train/epochs=2', 'hooks/checkpoint=0.000001s', 'hooks/keep=3')
+    summary = run(folder, 'train/epochs=2', f'hooks/checkpoint={EVERY_STEP}', 'hooks/keep=3')
     assert summary['step'] == 12 and summary['epoch'] == 2  # 24 samples / batch 4 = 6 steps per epoch
     assert steps_of(folder) == [10, 11, 12]
     assert not any(os.path.exists(p) for p in exports)     # rotated out with their checkpoints
@@ -294,12 +294,12 @@ def test_resume_is_exact(tmp_path, tiny):
 
 def test_corrupt_newest_checkpoint_falls_back(tmp_path, tiny):
     folder = tmp_path / 'exp'
-    run(folder, 'train/steps=5', 'hooks/checkpoint=0.000001s')
+    run(folder, 'train/steps=5', f'hooks/checkpoint={EVERY_STEP}')
     newest = checkpoint.checkpoints(str(folder))[-1]
     with open(newest, 'r+b') as f:
         f.truncate(100)
     with pytest.warns(UserWarning, match='falling back'):
-        summary = run(folder, 'train/steps=7', 'hooks/checkpoint=0.000001s')
+        summary = run(folder, 'train/steps=7', f'hooks/checkpoint={EVERY_STEP}')
     assert summary['step'] == 7 and steps_of(folder)[-3:] == [5, 6, 7]
     assert checkpoint.load(newest)['step'] == 5  # the damaged file was trained again and replaced
 
@@ -315,7 +315,7 @@ def test_sigkill_then_rerun_resumes_at_the_checkpoint(tmp_path):
     killed_at = final_state(folder)
     assert killed_at['step'] > 0 and killed_at['optimizer']['state'], 'no checkpoint before the kill'
     step = killed_at['step']
-    again = run_script(folder, f'train/steps={step + 3}', 'hooks/checkpoint=0.000001s')
+    again = run_script(folder, f'train/steps={step + 3}', f'hooks/checkpoint={EVERY_STEP}')
     assert again.returncode == 0, again.stderr
     resumed = checkpoint.load(checkpoint.path_for(folder, step + 1))
     assert f'resuming from {checkpoint.path_for(folder, step)} at step {step}' in again.stderr
@@ -335,7 +335,7 @@ def test_nan_in_a_batch_dumps_and_stops(tmp_path, tiny, monkeypatch):
     monkeypatch.setattr(TinyData, '__getitem__', poisoned)
     folder = tmp_path / 'exp'
     with pytest.raises(NonFiniteLoss, match=r'non-finite loss \(nan\) at step 3.*nan/00000003'):
-        run(folder, 'train/steps=10', 'hooks/checkpoint=0.000001s')
+        run(folder, 'train/steps=10', f'hooks/checkpoint={EVERY_STEP}')
     dump = folder / 'nan' / '00000003'
     assert sorted(os.listdir(dump)) == ['batch.pt', 'config.ini', 'model.pt', 'outputs.pt', 'terms.pt']
     batch = torch.load(dump / 'batch.pt', weights_only=True)
@@ -358,7 +358,7 @@ def scalar_values(folder, tag):
 def test_tensorboard_scalars_and_histograms(tmp_path, tiny):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     folder = tmp_path / 'exp'
-    run(folder, 'train/steps=6', 'hooks/scalars=0.000001s', 'hooks/histograms=0.000001s',
+    run(folder, 'train/steps=6', f'hooks/scalars={EVERY_STEP}', f'hooks/histograms={EVERY_STEP}',
         'train/backbone_lr=0.5')
     events = EventAccumulator(str(folder), size_guidance={'scalars': 0, 'histograms': 0})
     events.Reload()
@@ -373,7 +373,7 @@ def test_tensorboard_scalars_and_histograms(tmp_path, tiny):
     assert 2 * steps_per_s < np.median([e.value for e in events.Scalars('speed/samples_per_s')[1:]])
     assert 'parameters/backbone.0.weight' in tags['histograms']
     # one lr per tensor ([train] relative_lr): still one curve per group name, without the tensors' scales
-    run(tmp_path / 'relative', 'train/steps=2', 'hooks/scalars=0.000001s', 'train/backbone_lr=0.5',
+    run(tmp_path / 'relative', 'train/steps=2', f'hooks/scalars={EVERY_STEP}', 'train/backbone_lr=0.5',
         'train/warmup=0', 'train/relative_lr=true')
     events = EventAccumulator(str(tmp_path / 'relative'), size_guidance={'scalars': 0})
     events.Reload()
@@ -484,8 +484,8 @@ def synthetic_data(tmp_path_factory):
 def test_end_to_end_on_generated_data(tmp_path, synthetic_data):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     folder = tmp_path / 'exp'
-    config = configlib.load(mods=synthetic_data + ['train/steps=12', 'hooks/scalars=0.000001s',
-                                                   'hooks/images=0.000001s', 'hooks/evaluate=1h',
+    config = configlib.load(mods=synthetic_data + ['train/steps=12', f'hooks/scalars={EVERY_STEP}',
+                                                   f'hooks/images={EVERY_STEP}', 'hooks/evaluate=1h',
                                                    'hooks/evaluate_limit=3'])
     summary = train.run(config, str(folder), progress=False)
     assert summary['step'] == 12 and summary['epoch'] == 6  # 8 images, batches of 4
@@ -631,7 +631,7 @@ def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path
     path = str(tmp_path / 'start.pt')
     torch.save({'model': plain.state_dict(), 'config': config_text(plain_config)}, path)
     extra = [f'dataset/extra={synthetic_data[0].split("=", 1)[1]}', 'model/gate=true', 'model/gate_height=64']
-    config = configlib.load(mods=synthetic_data + extra + ['train/steps=3', 'hooks/scalars=0.000001s',
+    config = configlib.load(mods=synthetic_data + extra + ['train/steps=3', f'hooks/scalars={EVERY_STEP}',
                                                            'train/anchor_weight=0.3'])
     from cache import coco
     coco.build(config, 'train', root=config.get('dataset', 'extra'))
