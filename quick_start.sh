@@ -112,12 +112,12 @@ else
     echo "(the package registry could not be reached: the quick-start network trains from scratch, which"
     echo " needs far more than 10 minutes for a useful AP)"
     PRETRAINED=""
+    [ -n "$COCO" ] || CONFIG+=(-m train/finetune= -m train/teacher= -m dataset/extra=)
 fi
 if [ -n "$PRETRAINED" ] && [ -z "$COCO" ] && python -m utils.fetch sports2d pose2sim scenes; then
     step "auto-label real videos and photos with the pretrained network (data/real_frames)"
-    # real images in the fine-tuning mix: their targets are the frozen pretrained network's maps, and the gate of
-    # the two networks learns from them which images are real (README: "Two networks and a gate"); the labels
-    # choose the crops
+    # real images in the fine-tuning mix ([dataset] extra of config/quick_start.ini): their targets are the
+    # pretrained network's flip-averaged maps ([train] teacher); the labels choose the crops
     LABELLED=data/real_frames EVERY=15
     [ "$SHORT" = 0 ] || { LABELLED=data/real_frames_short EVERY=50; }
     if [ ! -f "$LABELLED/annotations/person_keypoints_train.json" ]; then
@@ -125,7 +125,9 @@ if [ -n "$PRETRAINED" ] && [ -z "$COCO" ] && python -m utils.fetch sports2d pose
             --checkpoint "$PRETRAINED" -o "$LABELLED" --every "$EVERY" --scales 1 --force
     fi
     output "real footage and photos labelled by the pretrained network (COCO format)" "$LABELLED"
-    CONFIG+=(-m "dataset/extra=$LABELLED" -m model/gate=true)
+    [ "$SHORT" = 0 ] || CONFIG+=(-m "dataset/extra=$LABELLED")
+elif [ -z "$COCO" ]; then
+    CONFIG+=(-m train/teacher= -m dataset/extra=)
 fi
 
 step "build the caches"
@@ -137,7 +139,6 @@ output "a training sample after augmentation" "$OUT/training_sample.jpg"
 step "train for $MINUTES minutes (re-running continues from the newest checkpoint)"
 TRAIN_EXTRA=()
 [ "$SHORT" = 1 ] && TRAIN_EXTRA+=(-m hooks/images=20s -m hooks/checkpoint=30s)
-[ -n "$PRETRAINED" ] && [ -z "$COCO" ] && TRAIN_EXTRA+=(--finetune "$PRETRAINED")
 python train.py "${CONFIG[@]}" -m "train/time=${MINUTES}m" "${TRAIN_EXTRA[@]}"
 MODEL_DIR=$(python -c "import sys; from utils import cli; a = cli.parser('').parse_args(sys.argv[1:]); \
 print(cli.model_dir(a, cli.load_config(a)))" "${CONFIG[@]}")

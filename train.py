@@ -27,8 +27,9 @@ RESUMABLE_SECTIONS = ('train', 'hooks', 'eval', 'decode', 'detect')
 def arguments():
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument('--finetune', metavar='PATH',
-                   help='start from the weights of this checkpoint (missing and unexpected keys are listed); '
-                        'ignored when the model directory already has a checkpoint to resume')
+                   help='start from the weights of this checkpoint (missing and unexpected keys are listed; '
+                        'default: [train] finetune); ignored when the model directory has a checkpoint to '
+                        'resume')
     p.add_argument('--force', action='store_true',
                    help='resume although the saved config differs in options that change the model or data')
     p.add_argument('--restart', action='store_true',
@@ -41,7 +42,9 @@ def arguments():
 def main():
     args = arguments().parse_args()
     config = cli.load_config(args)
-    summary = run(config, cli.model_dir(args, config), finetune=args.finetune, force=args.force,
+    if args.finetune:
+        config.set('train', 'finetune', args.finetune)
+    summary = run(config, cli.model_dir(args, config), force=args.force,
                   restart=args.restart, progress=not args.no_progress)
     for name, code in (('SIGINT', 130), ('SIGTERM', 128 + signal.SIGTERM)):
         if name in summary['reason']:
@@ -70,7 +73,8 @@ def log(message):
 
 
 def run(config, folder, finetune=None, force=False, restart=False, progress=True):
-    """Train into `folder` (locked for the run); returns {'step', 'epoch', 'reason', 'checkpoint'}."""
+    """Train into `folder` (locked for the run), starting from the weights of `finetune` (default:
+    [train] finetune) unless it resumes; returns {'step', 'epoch', 'reason', 'checkpoint'}."""
     device = distributed.init(config.get('train', 'device'))
     handle = None
     try:
@@ -86,7 +90,7 @@ def run(config, folder, finetune=None, force=False, restart=False, progress=True
             raise error
         if message:
             raise cli.UserError(message)
-        result = train(config, folder, device, finetune, progress)
+        result = train(config, folder, device, finetune or config.get('train', 'finetune').strip(), progress)
         distributed.barrier()  # no rank tears the process group down while another still uses it
         return result
     finally:
@@ -147,9 +151,6 @@ def load_finetune(model, path, config):
     if isinstance(state.get('config'), str):
         from transform import normalize
         normalize.check_same(state['config'], config, f'--finetune {path}')
-    if gated(model) and not any(key.startswith('frozen.') for key in weights):
-        from model.gated import expand
-        weights = expand(weights)   # a plain network starts both halves of [model] gate
     missing, unexpected = checkpoint.load_weights(model, weights, strict=False)
     log(f'--finetune {path}: loaded {len(weights) - len(unexpected)} tensors')
     for title, keys in (('missing (left as initialised)', missing), ('unexpected (ignored)', unexpected)):
@@ -216,50 +217,18 @@ def make_hooks(config, folder, config_text, writer, model):
     return result
 
 
-def gated(model):
-    """Whether `model` is a [model] gate network (model/gated.py)."""
-    from model.gated import Gated
-    return isinstance(model, Gated)
-
-
-def targets(config, device, model):
+def targets(config, device):
     """The Trainer's targets(batch) for the [dataset] extra images: the [train] teacher's maps
-    (model.distill), else a [model] gate network's frozen half's (model.gated), else None (their labels)."""
+    (model.distill), else None (their labels)."""
     path = config.get('train', 'teacher').strip()
-    if (path or gated(model)) and not config.getlist('dataset', 'extra'):
-        need = ('[train] teacher is set', 'to distil on') if path else \
-            ('[model] gate is on', 'to anchor the gate (real images: it learns them as 0)')
-        raise configlib.ConfigError(f'{need[0]} but [dataset] extra names no images {need[1]}')
+    if not path:
+        return None
+    if not config.getlist('dataset', 'extra'):
+        raise configlib.ConfigError('[train] teacher is set but [dataset] extra names no images to distil on')
     import model as models
     from model import distill
-    if path:
-        return distill.targets(distill.load_teacher(path, config, device), models.layout(config),
-                               config.getboolean('train', 'teacher_flip'))
-    if gated(model):
-        from model import gated as gates
-        return gates.targets(model)
-    return None
-
-
-def gate_loss(config, model):
-    """A [model] gate network's Trainer regularizer (model.gated: the gate's cross-entropy and the tuned
-    half's anchor loss), else None."""
-    if not gated(model):
-        return None
-    from model import gated as gates
-    from model import loss
-    weight, anchor_weight = config.getfloat('train', 'gate_weight'), config.getfloat('train', 'anchor_weight')
-    for name, value in (('gate_weight', weight), ('anchor_weight', anchor_weight)):
-        if value < 0:
-            raise configlib.ConfigError(f'[train] {name} = {value}: must be >= 0')
-    params = loss.weights(config)
-
-    def terms(module, batch):
-        result = {'gate': gates.domain_loss(module, batch, weight)}
-        if anchor_weight > 0:
-            result['anchors'] = gates.anchor_loss(module, batch, anchor_weight, params)
-        return result
-    return terms
+    return distill.targets(distill.load_teacher(path, config, device), models.layout(config),
+                           config.getboolean('train', 'teacher_flip'))
 
 
 def limits(config):
@@ -286,14 +255,11 @@ def train(config, folder, device, finetune, progress):
     loader = build_loader(config, model.stride, rank, world, seed)
     state, path = checkpoint.load_latest(folder) if distributed.is_main() else (None, None)
     state, path = distributed.broadcast_object((state, path))
-    if state is None and not finetune and gated(model):
-        raise configlib.ConfigError('[model] gate keeps the network training starts from, frozen, beside the '
-                                    'one that trains: give it with --finetune CHECKPOINT')
     # DistributedDataParallel copies rank 0's weights to the other ranks
     if state is None and finetune and distributed.is_main():
         load_finetune(model, finetune, config)
         if config.getboolean('train', 'equalize'):
-            equalize_on_training_data(model.tuned if gated(model) else model, loader.dataset, config)
+            equalize_on_training_data(model, loader.dataset, config)
     scales = None
     if config.getboolean('train', 'relative_lr'):
         # the sizes of the weights training starts from (a resumed run's optimizer state keeps its lrs)
@@ -311,7 +277,7 @@ def train(config, folder, device, finetune, progress):
             amp=config.getboolean('train', 'amp'), clip_grad=config.getfloat('train', 'clip_grad'),
             on_nonfinite=functools.partial(hooks.dump_nonfinite, folder, config), progress=progress,
             inputs=functools.partial(normalize.to_input, params=normalize.params(config)),
-            targets=targets(config, device, model), regularizer=gate_loss(config, model))
+            targets=targets(config, device))
         if state is not None:
             trainer.load_state_dict(state)
             log(f'{folder}: resuming from {path} at step {trainer.step} (epoch {trainer.epoch})'

@@ -3,8 +3,7 @@ PyTorch and in ONNX Runtime (2 threads each), for the decoder, and for detect.py
 network (resize, normalise, decode, tracking, drawing) on a 640x480 frame, as a share of a whole frame.
 
 The configs are the default one and every overlay config/*.ini that sets [model], plus the converted
-models' configs (config/convert/*.ini [config] sections) and `quick_start_gated` (quick_start.ini with
-[model] gate = true, as quick_start.sh trains it). Networks have random weights (speed does not
+models' configs (config/convert/*.ini [config] sections). Networks have random weights (speed does not
 depend on them); the decoder and detect.py's work run on maps encoded from 6 synthetic people, so they
 find real peaks and limbs. Figures are medians of several runs; other work on the machine slows them.
 As a figure that load from other processes barely moves, ONNX Runtime also runs on one thread timed
@@ -45,8 +44,6 @@ def shipped_configs():
         parser.read(path)
         if os.path.basename(path) != 'default.ini' and parser.has_section('model'):
             found[os.path.splitext(os.path.basename(path))[0]] = ([path], [])
-    if 'quick_start' in found:     # the network quick_start.sh trains: the frozen one, the copy and the gate
-        found['quick_start_gated'] = (found['quick_start'][0], ['model/gate=true'])
     for path in sorted(glob.glob(os.path.join(ROOT, 'config', 'convert', '*.ini'))):
         parser = configparser.ConfigParser(interpolation=None)
         parser.read(path)
@@ -166,11 +163,6 @@ def benchmark(name, files, mods, args, workdir):
     import model
     config = configlib.load(files, mods)
     network = model.build(config, pretrained=False).eval()
-    from model.gated import Gated
-    if isinstance(network, Gated):    # a gated network's two halves start equal; the export would merge them
-        with torch.no_grad():
-            for p in network.tuned.parameters():
-                p.add_(1e-3 * torch.randn_like(p))
     skeleton, stride = network.skeleton, network.stride
     figures = {'torch_ms': time_torch(network, args.size, args.threads)}
     path = os.path.join(workdir, f'{name}.onnx')

@@ -112,15 +112,6 @@ def build(config, pretrained=True):
     if pretrained:
         from model import pretrained as pretrainedlib
         pretrainedlib.initialise(network.backbone, config)
-    if config.getboolean('model', 'gate'):
-        import copy
-
-        from model.gated import Gated
-        height = config.getint('model', 'gate_height')
-        if height < network.stride or height % network.stride:
-            raise ConfigError(f'[model] gate_height = {height}: use a multiple of the stride '
-                              f'({network.stride})')
-        return Gated(network, copy.deepcopy(network), height)
     return network
 
 

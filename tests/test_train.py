@@ -429,6 +429,9 @@ def test_finetune_lists_missing_and_unexpected_keys(tmp_path, tiny, capsys):
     err = capsys.readouterr().err
     assert 'missing (left as initialised): pafs.bias\n' in err
     assert 'unexpected (ignored): extra.weight, stages.3.* (4)\n' in err
+    # [train] finetune is the same start, from the config (what a config file's recipe names)
+    run(tmp_path / 'from_config', 'train/steps=1', f'train/finetune={path}')
+    assert 'missing (left as initialised): pafs.bias\n' in capsys.readouterr().err
 
 
 def test_lock_of_a_killed_process_does_not_block(tmp_path):
@@ -540,7 +543,7 @@ def test_teacher_maps_replace_the_targets_of_extra_images(tmp_path, synthetic_da
     with pytest.raises(configlib.ConfigError, match='reads input normalised'):
         distill.load_teacher(path, configlib.load(mods=synthetic_data + ['input/divisor=1']), 'cpu')
     with pytest.raises(configlib.ConfigError, match='names no images'):
-        train.targets(configlib.load(mods=synthetic_data + [f'train/teacher={path}']), 'cpu', None)
+        train.targets(configlib.load(mods=synthetic_data + [f'train/teacher={path}']), 'cpu')
 
 
 def test_teacher_flip_averages_its_maps_with_the_mirrored_images():
@@ -617,153 +620,3 @@ def test_finetune_equalizes_a_network_without_normalisation(tmp_path, tiny, caps
     train.equalize_on_training_data(normalised, TinyData(), make_config())
     assert 'normalisation layers' in capsys.readouterr().err
     assert all(torch.equal(before[k], v) for k, v in normalised.state_dict().items())
-
-
-# ---- [model] gate: the network training starts from kept frozen beside the one that trains -----------------
-def test_gate_keeps_the_frozen_network_and_trains_the_copy_and_the_gate(tmp_path, synthetic_data, capsys):
-    import model as models
-    from convert_caffe_torch import config_text
-    from model import gated as gates
-    from model import runner
-    torch.manual_seed(0)
-    plain_config = configlib.load(mods=synthetic_data)
-    plain = models.build(plain_config, pretrained=False).eval()
-    path = str(tmp_path / 'start.pt')
-    torch.save({'model': plain.state_dict(), 'config': config_text(plain_config)}, path)
-    extra = [f'dataset/extra={synthetic_data[0].split("=", 1)[1]}', 'model/gate=true', 'model/gate_height=64']
-    config = configlib.load(mods=synthetic_data + extra + ['train/steps=3', f'hooks/scalars={EVERY_STEP}',
-                                                           'train/anchor_weight=0.3'])
-    from cache import coco
-    coco.build(config, 'train', root=config.get('dataset', 'extra'))
-    gated = models.build(config, pretrained=False)
-    train.load_finetune(gated, path, config)
-    gated.eval()
-    for size in ((64, 96), (96, 128)):   # the gate's own height, and one it scales from
-        image = torch.rand(2, 3, *size)
-        with torch.no_grad():   # both halves start as the network given: the same maps
-            for (a, b), (c, d) in zip(plain(image), gated(image)):
-                assert torch.allclose(a, c, atol=1e-6) and torch.allclose(b, d, atol=1e-6)
-        assert gated.gate_logits.shape == (2, 1, 1, 1)
-        assert gated.frozen_maps is None and gated.tuned_maps is None   # inference keeps no maps
-    groups = optim.build_optimizer(gated, config).param_groups
-    assert {g['name'] for g in groups} == {'stages', 'backbone', 'gate'}
-    train.run(config, str(tmp_path / 'exp'), finetune=path, progress=False)
-    state, _ = runner.read_checkpoint(folder=str(tmp_path / 'exp'))
-    weights = state['model']
-    assert [k for k, v in plain.state_dict().items() if not torch.equal(weights[f"frozen.{k}"], v)] == []
-    assert any(not torch.equal(weights[f'tuned.{k}'], v) for k, v in plain.state_dict().items()
-               if v.is_floating_point())
-    assert not torch.equal(weights['gate.4.weight'], torch.zeros_like(weights['gate.4.weight']))
-    for term in ('gate', 'anchors'):                                     # both terms joined every step
-        assert len(scalar_values(tmp_path / 'exp', f'loss/{term}')) == 3
-    network = models.build(configlib.loads(state['config']), pretrained=False)
-    checkpoint.load_weights(network, weights)          # a gated checkpoint loads as it was saved
-    import onnxruntime
-
-    import export_onnx
-    newest = checkpoint.checkpoints(str(tmp_path / 'exp'))[-1]
-    export_onnx.main(['--checkpoint', newest, '-o', str(tmp_path / 'gated.onnx')])   # checks two sizes itself
-    # a gate that reads its input closely, and a tuned half far from the frozen one, make any difference show
-    network.eval()
-    torch.nn.init.normal_(network.gate[-1].weight, std=3)
-    with torch.no_grad():
-        for p in network.tuned.parameters():
-            p.mul_(1.2)
-    export_onnx.export(network, config, str(tmp_path / 'sharp.onnx'), tolerance=None)
-    session = onnxruntime.InferenceSession(str(tmp_path / 'sharp.onnx'))
-    for size in ((64, 64), (96, 136)):     # the gate scales each size to its own height inside the file too
-        image = torch.rand(1, 3, *size)
-        with torch.no_grad():
-            heatmaps, pafs = network(image)[-1]
-            chosen = bool(network.gate_logits.item() > 0)
-            frozen, frozen_pafs = network.frozen(image)[-1]
-            tuned = network.tuned(image)[-1][0]
-        assert (pafs - frozen_pafs).abs().max() > 1e-3                     # the gate and the tuned half count
-        # the heatmaps: the gate's choice whole, no part the frozen half finds lost
-        assert torch.allclose(heatmaps, gates.union(frozen, tuned) if chosen else frozen, atol=1e-6)
-        onnx_heatmaps, onnx_pafs = session.run(['heatmaps', 'pafs'], {'image': image.numpy()})
-        assert np.abs(onnx_heatmaps - heatmaps.numpy()).max() < 1e-5
-        assert np.abs(onnx_pafs - pafs.numpy()).max() < 1e-5
-    for bias, chosen in ((10., True), (-10., False)):       # either choice, in PyTorch and in the export
-        with torch.no_grad():
-            network.gate[-1].bias.fill_(bias)
-            heatmaps = network(image)[-1][0]
-            frozen, tuned = network.frozen(image)[-1][0], network.tuned(image)[-1][0]
-        assert torch.allclose(heatmaps, gates.union(frozen, tuned) if chosen else frozen, atol=1e-6)
-    loaded = runner.load(config, checkpoint=newest, backend='onnxruntime', precision='f32')
-    assert loaded['backend'] == 'onnxruntime f32'
-    from model.gated import resize
-    image = torch.rand(2, 3, 37, 53)
-    for size in ((16, 24), (64, 80), (37, 53)):     # bilinear, as interpolate computes it
-        expected = torch.nn.functional.interpolate(image, size=size, mode='bilinear', align_corners=False)
-        assert torch.allclose(resize(image, size), expected, atol=1e-5)
-    with pytest.raises(configlib.ConfigError, match=r'\[model\] gate is on but .* names no images'):
-        train.targets(configlib.load(mods=synthetic_data + extra[1:]), 'cpu', gated)
-    with pytest.raises(configlib.ConfigError, match=r'\[model\] gate keeps .* --finetune CHECKPOINT'):
-        train.run(config, str(tmp_path / 'no_start'), progress=False)
-    with pytest.raises(configlib.ConfigError, match=r'gate_height = 60'):
-        models.build(configlib.load(mods=synthetic_data + ['model/gate=true', 'model/gate_height=60']))
-    with pytest.raises(configlib.ConfigError, match=r'gate_weight = -1.0: must be >= 0'):
-        train.gate_loss(configlib.load(mods=synthetic_data + extra + ['train/gate_weight=-1']), gated)
-    with pytest.raises(configlib.ConfigError, match=r'anchor_weight = -2.0: must be >= 0'):
-        train.gate_loss(configlib.load(mods=synthetic_data + extra + ['train/anchor_weight=-2']), gated)
-    with pytest.raises(configlib.ConfigError, match=r'gate_lr = 0.0: .*gate_lr > 0'):
-        optim.build_optimizer(gated, configlib.load(mods=synthetic_data + ['train/gate_lr=0']))
-
-
-def test_gate_anchors_take_the_frozen_half_maps_and_train_the_tuned_half_alone(synthetic_data):
-    import model as models
-    from model import gated, loss
-    torch.manual_seed(0)
-    # one stage: its maps are the last ones, the targets' stage
-    config = configlib.load(mods=synthetic_data + ['model/gate=true', 'model/gate_height=64',
-                                                   'model/stages=1'])
-    network = models.build(config, pretrained=False)
-    network.eval()             # the tuned half's batch norms as the frozen one's: their running statistics
-    image = torch.rand(3, 3, 64, 64)
-    heatmaps, pafs = network(image)[-1]
-    batch = {'image': image, 'heatmaps': torch.zeros_like(heatmaps), 'pafs': torch.zeros_like(pafs),
-             'mask': torch.zeros(3, 1, *heatmaps.shape[2:]), 'extra': torch.tensor([False, True, True])}
-    gated.targets(network)(batch)
-    assert torch.equal(batch['heatmaps'][1:], network.frozen_maps[0][1:]) and not batch['heatmaps'][0].any()
-    assert torch.equal(batch['pafs'][1:], network.frozen_maps[1][1:]) and not batch['pafs'][0].any()
-    assert batch['mask'][1:].eq(1).all() and not batch['mask'][0].any()
-    params = loss.weights(config)
-    assert float(gated.anchor_loss(network, batch, 1.0, params).detach()) == 0   # the halves, built equal
-    with torch.no_grad():
-        for p in network.tuned.parameters():
-            p.add_(torch.randn_like(p) * 0.01)
-    network(image)
-    term = gated.anchor_loss(network, batch, 2.0, params)
-    alone = loss.compute(network.tuned_maps, batch['heatmaps'], batch['pafs'],
-                         batch['mask'] * torch.tensor([0., 1, 1]).view(-1, 1, 1, 1), params)[0]
-    assert float(term.detach()) > 0 and torch.isclose(term, 2 * alone)      # the extra samples alone count
-    term.backward()
-    assert all(p.grad is None for p in network.frozen.parameters())
-    assert all(p.grad is None for p in network.gate.parameters())           # the tuned half's term alone
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in network.tuned.parameters())
-    for weight, names in (('0', {'gate'}), ('0.5', {'gate', 'anchors'})):    # off by default: not computed
-        regularizer = train.gate_loss(configlib.load(mods=synthetic_data + [f'train/anchor_weight={weight}']),
-                                      network)
-        assert set(regularizer(network, batch)) == names
-
-
-def test_gate_union_keeps_each_part_where_either_map_is_higher():
-    from model import gated
-    torch.manual_seed(0)
-    frozen, mixed = torch.rand(2, 4, 5, 6), torch.rand(2, 4, 5, 6)
-    union = gated.union(frozen, mixed)
-    assert torch.equal(union[:, :3], torch.maximum(frozen[:, :3], mixed[:, :3]))
-    assert torch.equal(union[:, 3], torch.minimum(frozen[:, 3], mixed[:, 3]))      # the background: 1 - parts
-
-
-def test_gate_cross_entropy_pulls_training_images_up_and_extra_images_down():
-    from model import gated
-    module = nn.Module()
-    module.gate_logits = torch.zeros(3, 1, 1, 1, requires_grad=True)
-    batch = {'extra': torch.tensor([False, True, True])}
-    loss = gated.domain_loss(module, batch, 30.0)
-    assert math.isclose(float(loss.detach()), 30 * math.log(2), rel_tol=1e-6)
-    loss.backward()
-    descent = -module.gate_logits.grad.flatten()
-    assert descent[0] > 0 and (descent[1:] < 0).all()

@@ -7,8 +7,8 @@
   `skimage/data/astronaut.png` and `camera.png`.
 * `scenes`: the same wheel's other photos whose licence its `skimage/data/_fetchers.py` states as CC0 or
   public domain, real pictures without people (a cat, coffee, a rocket launch, a clock, coins, the Hubble deep
-  field, a retina, a stained tissue, brick, grass, gravel): the quick start's gate learns from them, beside
-  the auto-labelled frames, what real images look like (README: "Two networks and a gate").
+  field, a retina, a stained tissue, brick, grass, gravel): in the quick start's auto-labelled set they show
+  the network real pictures where nobody is.
 * `sports2d`, `pose2sim`: real footage of people that the quick start auto-labels (autolabel.py): Sports2D's
   demo video (sports2d 0.8.34, BSD-3-Clause) and the four camera views of Pose2Sim's multi-person demo
   (pose2sim 0.10.49, BSD-3-Clause).

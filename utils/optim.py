@@ -24,27 +24,19 @@ SCHEDULES = {
 }
 
 
-def param_groups(model, lr, backbone_lr, scales=None, gate_lr=1.0):
-    """[stages group, backbone group, gate group]: the backbone's parameters (model.backbone) at lr *
-    backbone_lr, a model.gate's (model/gated.py) at lr * gate_lr.
+def param_groups(model, lr, backbone_lr, scales=None):
+    """[stages group, backbone group]: the backbone's parameters (model.backbone) at lr * backbone_lr.
     scales (relative_scales): one group per parameter instead (named stages or backbone too), its lr also
     times its 'scale'."""
-    backbone, gate = getattr(model, 'backbone', None), getattr(model, 'gate', None)
+    backbone = getattr(model, 'backbone', None)
     inside = {id(p) for p in backbone.parameters()} if isinstance(backbone, torch.nn.Module) else set()
-    gated = {id(p) for p in gate.parameters()} if isinstance(gate, torch.nn.Module) else set()
     if scales is not None:
-        return [{'name': 'gate', 'params': [p], 'scale': 1.0, 'lr': lr * gate_lr} if id(p) in gated else
-                {'name': 'backbone' if id(p) in inside else 'stages', 'params': [p], 'scale': scales[name],
+        return [{'name': 'backbone' if id(p) in inside else 'stages', 'params': [p], 'scale': scales[name],
                  'lr': lr * scales[name] * (backbone_lr if id(p) in inside else 1.0)}
                 for name, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
-    elsewhere = inside | gated
-    groups = [{'name': 'stages', 'params': [p for p in params if id(p) not in elsewhere], 'lr': lr}]
-    backbone_params = [p for p in params if id(p) in inside]
-    if backbone_params:
-        groups.append({'name': 'backbone', 'params': backbone_params, 'lr': lr * backbone_lr})
-    if gated:
-        groups.append({'name': 'gate', 'params': [p for p in params if id(p) in gated], 'lr': lr * gate_lr})
+    groups = [{'name': 'stages', 'params': [p for p in params if id(p) not in inside], 'lr': lr},
+              {'name': 'backbone', 'params': [p for p in params if id(p) in inside], 'lr': lr * backbone_lr}]
     return [g for g in groups if g['params']]
 
 
@@ -73,13 +65,12 @@ def build_optimizer(model, config, scales=None):
     if name not in OPTIMIZERS:
         raise ConfigError(f'[train] optimizer = {name!r}: use one of {", ".join(OPTIMIZERS)}')
     lr = config.getfloat('train', 'lr')
-    backbone_lr, gate_lr = config.getfloat('train', 'backbone_lr'), config.getfloat('train', 'gate_lr')
-    if lr <= 0 or backbone_lr < 0 or gate_lr <= 0:
-        raise ConfigError(f'[train] lr = {lr}, backbone_lr = {backbone_lr}, gate_lr = {gate_lr}: '
-                          'need lr > 0, backbone_lr >= 0, gate_lr > 0')
+    backbone_lr = config.getfloat('train', 'backbone_lr')
+    if lr <= 0 or backbone_lr < 0:
+        raise ConfigError(f'[train] lr = {lr}, backbone_lr = {backbone_lr}: need lr > 0, backbone_lr >= 0')
     kwargs = config.getkwargs('train', 'optimizer_args')
     try:
-        groups = param_groups(model, lr, backbone_lr, scales, gate_lr)
+        groups = param_groups(model, lr, backbone_lr, scales)
         return OPTIMIZERS[name](groups, lr=lr, **kwargs)
     except (TypeError, ValueError) as error:
         raise ConfigError(f'[train] optimizer_args = {config.get("train", "optimizer_args")!r} '

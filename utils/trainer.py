@@ -122,13 +122,11 @@ class Trainer:
     terms) dumps what is needed to debug a NaN and returns the folder it wrote. inputs(image batch) makes
     the network input from the loader's images once they are on the device (the training loader's are
     uint8, see transform.normalize.to_input); the hooks and NaN dumps see its result. targets(batch), when
-    given, may replace the batch's targets in place after the forward (model.distill: a teacher's maps;
-    model.gated: its frozen half's). regularizer(model, batch) -> {name: term}, when given, adds terms to the
-    loss (model.gated: the gate's cross-entropy and the tuned half's anchor loss)."""
+    given, may replace the batch's targets in place after the forward (model.distill: a teacher's maps)."""
 
     def __init__(self, model, optimizer, scheduler, loader, compute_loss, device, hooks=(), steps=0, epochs=0,
                  seconds=0.0, amp=False, clip_grad=0.0, on_nonfinite=None, progress=True, inputs=None,
-                 targets=None, regularizer=None):
+                 targets=None):
         self.model, self.module = model, distributed.unwrap(model)
         self.optimizer, self.scheduler, self.loader = optimizer, scheduler, loader
         self.compute_loss, self.device, self.hooks = compute_loss, device, list(hooks)
@@ -138,7 +136,6 @@ class Trainer:
         self.clip_grad, self.on_nonfinite, self.progress = clip_grad, on_nonfinite, progress
         self.inputs = inputs or (lambda images: images)
         self.targets = targets
-        self.regularizer = regularizer
         self.step = self.epoch = self.batch_in_epoch = 0
         self.epoch_rng = None     # torch's RNG state when this epoch's data iterator was made
         self.start_step = 0
@@ -281,10 +278,6 @@ class Trainer:
         if self.targets is not None:
             self.targets(batch)
         total, terms = self.compute_loss(outputs, batch['heatmaps'], batch['pafs'], batch['mask'])
-        if self.regularizer is not None:
-            for name, term in self.regularizer(self.module, batch).items():
-                total = total + term
-                terms[name] = term.detach()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         loss, stop, self.due = self._agree(total)
