@@ -263,7 +263,7 @@ def main():
     output = args.output or (None if show else default_output(source))
     if not show and not args.no_show:
         reason = 'there is no display' if video.gui_build() else \
-            'opencv-python-headless has no GUI (the README says how to install opencv-python instead)'
+            'opencv-python-headless has no GUI (docs/evaluation-and-detection.md: install opencv-python)'
         print(f'no window: {reason}; writing {output}')
     print(f'{network["source"]} on {network["backend"]}, input height {options(network["config"])["height"]}')
     clock = new_clock()

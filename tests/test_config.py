@@ -107,9 +107,9 @@ def test_atomic_write_gives_the_usual_file_mode(tmp_path):
     assert path.read_text() == 'hello' and (path.stat().st_mode & 0o777) == (0o666 & ~mask)
 
 
-def test_readme_reference_is_current():
-    text, start, end = configlib.readme_reference()
+def test_docs_reference_is_current():
+    text, start, end = configlib.reference_text()
     assert text[start:end] == configlib.reference(), \
-        'README.md config reference is stale: run `python -m utils.config --update-readme`'
+        'docs/configuration.md config reference is stale: run `python -m utils.config --update-docs`'
     for section in configlib.load().sections():
         assert f'**[{section}]**' in text[start:end]

@@ -219,7 +219,7 @@ def differences(old, new, sections):
 
 def reference(path=DEFAULT):
     """The config reference as Markdown: one table per section of `path`, each option with its default and
-    its comment line. The README embeds this text; a test keeps the two equal."""
+    its comment line. docs/configuration.md embeds this text; a test keeps the two equal."""
     lines, comment, section = [], '', None
     with open(path, encoding='utf-8') as f:
         for raw in f:
@@ -238,12 +238,12 @@ def reference(path=DEFAULT):
     return '\n'.join(lines[1:]) + '\n'
 
 
-README = os.path.join(ROOT, 'README.md')
+REFERENCE = os.path.join(ROOT, 'docs', 'configuration.md')
 _MARKERS = ('<!-- config-reference:start -->\n', '<!-- config-reference:end -->')
 
 
-def readme_reference(path=README):
-    """The config reference embedded in the README between its markers."""
+def reference_text(path=REFERENCE):
+    """(text of `path`, start, end): the config reference embedded between its markers is text[start:end]."""
     text = open(path, encoding='utf-8').read()
     start, end = text.index(_MARKERS[0]) + len(_MARKERS[0]), text.index(_MARKERS[1])
     return text, start, end
@@ -251,9 +251,10 @@ def readme_reference(path=README):
 
 if __name__ == '__main__':
     import sys
-    if sys.argv[1:] == ['--update-readme']:
-        text, start, end = readme_reference()
+    if sys.argv[1:] in (['--update-docs'], ['--update-readme']):
+        # write the reference into docs/configuration.md (--update-readme: the older name of the same flag)
+        text, start, end = reference_text()
         from utils.io import atomic_write_text
-        atomic_write_text(README, text[:start] + reference() + text[end:])
+        atomic_write_text(REFERENCE, text[:start] + reference() + text[end:])
     else:
         print(reference(), end='')
