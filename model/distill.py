@@ -30,11 +30,12 @@ def load_teacher(path, config, device):
     return teacher.to(device).eval()
 
 
-def targets(teacher, skeleton=None, flip=False):
-    """set(batch): for the samples whose batch['extra'] is true, heatmaps and pafs become the teacher's
-    last-stage maps of batch['image'] (the network input) and the mask 1 (every cell counts). flip: the
-    teacher's maps are the mean of the image's and its mirror's (mirrored back by the `skeleton`'s flip
-    table), as eval.py's [eval] flip averages them: better maps than the student starts from."""
+def targets(teacher, skeleton=None, flip=False, every=False):
+    """set(batch): for the samples whose batch['extra'] is true (every sample with `every`), heatmaps and pafs
+    become the teacher's last-stage maps of batch['image'] (the network input) and the mask 1 (every cell
+    counts). flip: the teacher's maps are the mean of the image's and its mirror's (mirrored back by the
+    `skeleton`'s flip table), as eval.py's [eval] flip averages them: better maps than the student starts
+    from."""
     def maps(images):
         heatmaps, pafs = teacher(images)[-1]
         if not flip:
@@ -43,6 +44,8 @@ def targets(teacher, skeleton=None, flip=False):
         return (heatmaps + mirrored_heatmaps) / 2, (pafs + mirrored_pafs) / 2
 
     def apply(batch):
+        if every:
+            batch['extra'] = torch.ones_like(batch['extra'])
         if batch['extra'].any():
             with torch.no_grad():
                 replace(batch, *maps(batch['image'][batch['extra'].bool()]))

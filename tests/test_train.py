@@ -542,8 +542,13 @@ def test_teacher_maps_replace_the_targets_of_extra_images(tmp_path, synthetic_da
     assert train.run(cfg, str(tmp_path / 'exp'), progress=False)['step'] == 2
     with pytest.raises(configlib.ConfigError, match='reads input normalised'):
         distill.load_teacher(path, configlib.load(mods=synthetic_data + ['input/divisor=1']), 'cpu')
-    with pytest.raises(configlib.ConfigError, match='names no images'):
-        train.targets(configlib.load(mods=synthetic_data + [f'train/teacher={path}']), 'cpu')
+    # without [dataset] extra the teacher's maps are the targets of every image
+    every = {'image': image, 'heatmaps': torch.zeros(2, 19, 8, 8), 'pafs': torch.zeros(2, 38, 8, 8),
+             'mask': torch.zeros(2, 1, 8, 8), 'extra': torch.tensor([False, False])}
+    train.targets(configlib.load(mods=synthetic_data + [f'train/teacher={path}']), 'cpu')(every)
+    with torch.no_grad():
+        heatmaps, pafs = teacher_net(image)[-1]
+    assert torch.equal(every['heatmaps'], heatmaps) and (every['mask'] == 1).all()
 
 
 def test_teacher_flip_averages_its_maps_with_the_mirrored_images():

@@ -16,7 +16,8 @@ def options(config):
     from utils.config import ConfigError
     height = config.getint('eval', 'height')
     if height <= 0:
-        raise ConfigError(f'[eval] height = {height}: the crop scales training images to it; must be positive')
+        raise ConfigError(f'[eval] height = {height}: the crop scales training images to it; must be '
+                          f'positive')
     return {'height': height}
 
 
