@@ -218,8 +218,8 @@ def make_hooks(config, folder, config_text, writer, model):
 
 
 def targets(config, device):
-    """The Trainer's targets(batch): the [train] teacher's maps (model.distill) for the [dataset] extra images,
-    or for every image when there is no extra set; None without a teacher (the labels)."""
+    """The Trainer's targets(batch): the [train] teacher's maps (model.distill) for the [dataset] extra
+    images, or for every image when there is no extra set; None without a teacher (the labels)."""
     path = config.get('train', 'teacher').strip()
     if not path:
         return None
