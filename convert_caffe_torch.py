@@ -15,7 +15,6 @@ parameter filled with the right shape, or the conversion stops and lists what is
 """
 
 import configparser
-import io
 import os
 import time
 
@@ -24,10 +23,10 @@ import torch
 
 from utils import cli
 from utils import config as configlib
+from utils.config import config_text
 from utils.io import atomic_path
 
 MAPPING = os.path.join(configlib.ROOT, 'config', 'convert', 'cmu_coco.ini')
-NETWORK_SECTIONS = ('model', 'input')    # what a converted checkpoint's config text holds
 CONV_BLOBS = ('weight', 'bias')          # Caffe's Convolution blobs, in order; weights are (out, in, kh, kw)
 V1_TYPES = {4: 'Convolution', 14: 'InnerProduct', 39: 'Deconvolution'}  # V1LayerParameter.LayerType
 
@@ -210,19 +209,6 @@ def _squeeze_leading(shape):
     while len(shape) > 1 and shape[0] == 1:
         shape.pop(0)
     return tuple(shape)
-
-
-def config_text(config, sections=NETWORK_SECTIONS):
-    """INI text of `sections` of `config` only; utils.config.loads() fills in the defaults.
-
-    A converted model is a long-lived file: leaving out the training sections keeps it loadable when
-    options that do not describe the network change."""
-    parser = configparser.ConfigParser(interpolation=None)
-    for section in sections:
-        parser[section] = dict(config.items(section, raw=True))
-    stream = io.StringIO()
-    parser.write(stream)
-    return stream.getvalue()
 
 
 def network_config(overlay, files=(), mods=()):

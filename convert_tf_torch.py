@@ -26,13 +26,13 @@ import torch
 from convert_caffe_torch import (
     calibration_arguments,
     condition,
-    config_text,
     model_shapes,
     network_config,
     save,
 )
 from utils import cli, fetch
 from utils import config as configlib
+from utils.config import config_text
 
 OVERLAY = os.path.join(configlib.ROOT, 'config', 'tf_mobilenet_thin.ini')
 INPUT, OUTPUT = 'image', 'Openpose/concat_stage7'      # OUTPUT: heatmaps (19) then PAFs (38), NHWC

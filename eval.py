@@ -1,6 +1,6 @@
 """Evaluate a network with COCO's keypoint metric (pycocotools' COCOeval: AP, AP50, AP75, APm, APl, AR)
 on the validation split's cache ([dataset] val), or on a COCO annotation file and its image folder, for any
-keypoint dataset: its own keypoints and category, the layout's OKS sigmas (utils/evaluate.py).
+keypoint dataset: its own keypoints and category, the layout's OKS sigmas (pose/evaluate.py).
 
 Each image is resized to [eval] height (aspect kept, padded to the stride), optionally also run at
 [eval] scales and mirrored ([eval] flip), decoded with [decode] and mapped back to the image. The network
@@ -16,8 +16,8 @@ import json
 import os
 
 from model import backends, runner
+from pose import evaluate as evaluation
 from utils import cli
-from utils import evaluate as evaluation
 from utils.io import atomic_write_text
 
 

@@ -206,13 +206,15 @@ def make_hooks(config, folder, config_text, writer, model):
               hooks.Scalars(period('scalars'), writer)]
     if period('images') > 0:
         from pose import decode
+        from pose import hooks as pose_hooks
         from transform import normalize
-        result.append(hooks.Images(period('images'), writer, model.skeleton, model.stride,
+        result.append(pose_hooks.Images(period('images'), writer, model.skeleton, model.stride,
                                    normalize.params(config), decode.params(config)))
     if period('histograms') > 0:
         result.append(hooks.Histograms(period('histograms'), writer))
     if period('evaluate') > 0:
-        result.append(hooks.Evaluate(period('evaluate'), writer, config, folder,
+        from pose import hooks as pose_hooks
+        result.append(pose_hooks.Evaluate(period('evaluate'), writer, config, folder,
                                      config.getint('hooks', 'evaluate_limit')))
     return result
 

@@ -73,7 +73,7 @@ def network(checkpoint=CHECKPOINT):
 def real_maps(folder, checkpoint=CHECKPOINT, cache=CACHE, progress=True):
     """(COCO object, [{'id', 'heatmaps', 'pafs', 'geometry'}] per image, skeleton, stride, a line naming the
     source), the maps computed once per (folder, checkpoint) and kept in `cache`."""
-    from utils.evaluate import load_coco
+    from pose.evaluate import load_coco
     annotations = annotation_file(folder)
     gt = load_coco(annotations)
     loaded = network(checkpoint)
@@ -170,7 +170,7 @@ def oracle(gt, image, skeleton):
 def score(gt, images, people, skeleton, seconds):
     """{half: {'AP', 'AP50', 'right', 'extra', 'missed', 'images', 'ms'}} for `people` (list per image, in
     original pixels) and the CPU `seconds` each image's decode took (None = not timed)."""
-    from utils.evaluate import coco_results, evaluate_results
+    from pose.evaluate import coco_results, evaluate_results
     out = {}
     for name in HALVES:
         chosen = [k for k, image in enumerate(images) if half(image['id']) == name]

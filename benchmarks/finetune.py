@@ -101,7 +101,7 @@ def prepare(config, steps):
 def score(config, path, images, ids, threads):
     """{'tune': AP on the training images, 'held_out': AP on the held-out ones} of a checkpoint."""
     from model import runner
-    from utils import evaluate as evaluation
+    from pose import evaluate as evaluation
     network = runner.load(config, checkpoint=path, device='cpu', threads=threads, backend='torch',
                           precision='f32')
     gt, names, category_id, sigmas = evaluation.ground_truth(ids['annotations'], network['skeleton'])
@@ -149,7 +149,7 @@ def measure(args):
     if args.images:
         chosen = with_people(annotations, sorted(chosen))[:args.images]
     files = split_files(annotations, work, chosen, held_out)
-    from utils import evaluate as evaluation
+    from pose import evaluate as evaluation
     images = evaluation.coco_images(annotations, image_folder)
     ids = {'annotations': annotations, 'tune': files['train'][1], 'held_out': files['held_out'][1]}
     curves = {}

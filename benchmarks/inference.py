@@ -68,26 +68,10 @@ def time_torch(network, size, threads):
 
 
 def export(network, config, path, size):
-    """Write the network's last stage to ONNX with export_onnx.export, or torch.onnx when it is missing."""
-    try:
-        import export_onnx
-    except ImportError:
-        export_onnx = None
-    if export_onnx is not None and hasattr(export_onnx, 'export'):
-        export_onnx.export(network, config, path, all_stages=False)
-        return 'export_onnx.export'
-    import torch
-
-    class Last(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            return self.inner(x)[-1]
-    torch.onnx.export(Last(network), torch.rand(1, 3, size, size), path, input_names=['image'],
-                      output_names=['heatmaps', 'pafs'], opset_version=17, dynamo=False)
-    return 'torch.onnx.export (export_onnx.py not found)'
+    """Write the network's last stage to ONNX with model.onnx_export (checked against PyTorch)."""
+    from model import onnx_export
+    onnx_export.export(network, config, path, all_stages=False, size=(size, size))
+    return 'model.onnx_export.export'
 
 
 def cpu_ms(fn, repeat=3):

@@ -11,7 +11,7 @@ the table reports AP on all of them and on the held-out half, which nothing here
 --bootstrap N adds how much of the held-out figure is the choice of images: its 95% interval over N draws
 of the held-out images with replacement, and for each row after the first the interval of its difference to
 the first row on the same draws (paired), with the share of draws in which it scores at least as well.
-Every network runs through eval.py's own path (model.runner, pose.predict, utils.evaluate) at [eval] height,
+Every network runs through eval.py's own path (model.runner, pose.predict, pose.evaluate) at [eval] height,
 scales and flip of the config (-m eval/height=... to change them).
 """
 
@@ -27,8 +27,8 @@ if __package__ in (None, ''):
 
 from benchmarks.common import machine  # noqa: E402
 from model import runner  # noqa: E402
+from pose import evaluate as evaluation  # noqa: E402
 from utils import cli, fetch, realdata  # noqa: E402
-from utils import evaluate as evaluation  # noqa: E402
 
 
 def arguments():

@@ -73,10 +73,10 @@ def timed(fn, budget=3.0):
 
 
 def write_onnx(network, path):
-    import export_onnx
-    wrapper = export_onnx.Outputs(network, all_stages=False).eval()
+    from model import onnx_export
+    wrapper = onnx_export.Outputs(network, all_stages=False).eval()
     with open(path, 'wb') as f:
-        f.write(export_onnx.to_onnx(wrapper, ['heatmaps', 'pafs'], (256, 344)))
+        f.write(onnx_export.to_onnx(wrapper, ['heatmaps', 'pafs'], (256, 344)))
     return path
 
 
@@ -196,7 +196,8 @@ def detect_table(args, workdir, figures):
 
 
 def ap_table(args, figures):
-    from utils import evaluate, realdata
+    from pose import evaluate
+    from utils import realdata
     folder = realdata.folder('coco-mini')
     annotations = args.annotations or (folder and os.path.join(folder, 'annotations',
                                                                'person_keypoints_train2017.json'))

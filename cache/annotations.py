@@ -5,7 +5,7 @@ layout draws from, such as COCO-WholeBody's `foot_kpts`), and every image entry 
 A bad entry never stops the reading: it is reported (file, annotation id, image, what is wrong) and
 skipped, and the rest is kept. Only a file that is not a COCO annotation file at all (missing, empty,
 invalid JSON, no images or annotations) is an error. The cache (cache/coco.py) and the evaluation
-(utils/evaluate.py) read annotations through here, so both see the same people.
+(pose/evaluate.py) read annotations through here, so both see the same people.
 """
 
 import dataclasses
@@ -13,6 +13,7 @@ import json
 import math
 import os
 
+from cache.rle import rle_runs
 from utils.cli import UserError
 
 MAIN_FIELD = 'keypoints'
@@ -124,7 +125,6 @@ def read_images(data, file):
 
 def check_rle(rle, h, w):
     """None when `rle` is a COCO RLE of an h x w mask whose runs cover it exactly, else why not."""
-    from cache.dataset import rle_runs  # the decoder training uses, so what passes here trains
     size, counts = rle.get('size'), rle.get('counts')
     if size != [h, w]:
         return f'RLE size {size!r} is not the image\'s [{h}, {w}]'

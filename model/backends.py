@@ -7,8 +7,8 @@ OpenVINO when installed (else ONNX Runtime, else PyTorch), in bf16 where the CPU
 Runtime for an ONNX file). Either can be forced ([eval] backend and precision, or --backend / --precision).
 
 A checkpoint that runs on ONNX Runtime or OpenVINO is exported to ONNX once, cached beside it as
-`<checkpoint>.onnx` (written atomically, checked against PyTorch by export_onnx.export); the file carries
-the checkpoint's SHA-256 and is rebuilt when the checkpoint changes.
+`<checkpoint>.onnx` (written atomically, checked against PyTorch by model.onnx_export.export); the file
+carries the checkpoint's SHA-256 and is rebuilt when the checkpoint changes.
 
 TOLERANCE is the largest absolute difference from f32 PyTorch on the maps that a precision is held to
 (tests/test_backends.py); bf16 keeps 8 bits of mantissa, so a map value near 1 moves by up to ~0.1.
@@ -180,15 +180,15 @@ def cache_path(source):
 
 def cached_onnx(source, build):
     """The ONNX file of the checkpoint `source`: the cached export when it was made from the same bytes,
-    else a new export written by export_onnx.export(*build()), where build() -> (network, config).
+    else a new export written by model.onnx_export.export(*build()), where build() -> (network, config).
     Returns (path, whether it was (re)built)."""
-    import export_onnx
+    from model import onnx_export
     path, key = cache_path(source), file_sha256(source)
     if _fresh(path, key):
         return path, False
     network, config = build()
     try:
-        export_onnx.export(network, config, path, extra_metadata={SOURCE_KEY: key})
+        onnx_export.export(network, config, path, extra_metadata={SOURCE_KEY: key})
     except OSError as error:
         raise UserError(f'cannot write the ONNX export {path} beside the checkpoint ({error.strerror}): copy '
                         f'the checkpoint into a writable folder, or run it with --backend torch') from None

@@ -12,9 +12,8 @@ import pytest
 import test_eval
 import torch
 
-import export_onnx
 import model
-from model import backends, runner
+from model import backends, onnx_export, runner
 from pose import predict
 from utils import config as configlib
 from utils.cli import UserError
@@ -113,7 +112,7 @@ def test_export_is_cached_beside_the_checkpoint_and_rebuilt_when_it_changes(tmp_
     if not backends.installed('onnxruntime'):
         pytest.skip('onnxruntime is not installed (pip install onnxruntime)')
     path = str(tmp_path / 'net.pt')
-    x = export_onnx.sample_images(configlib.load([THIN]), (1, 64, 96), 0)
+    x = onnx_export.sample_images(configlib.load([THIN]), (1, 64, 96), 0)
 
     def check(network):
         loaded = runner.load(configlib.load(), checkpoint=path, device='cpu', threads=1,
@@ -126,14 +125,14 @@ def test_export_is_cached_beside_the_checkpoint_and_rebuilt_when_it_changes(tmp_
     assert sorted(os.listdir(tmp_path)) == ['net.pt', 'net.pt.onnx']     # no temporary file left
     assert backends.onnx_metadata(cache)[backends.SOURCE_KEY] == backends.file_sha256(path)
     stamp = os.stat(cache).st_mtime_ns
-    real_export = export_onnx.export
+    real_export = onnx_export.export
 
     def refused(*args, **kwargs):
         raise AssertionError('exported again although the checkpoint did not change')
-    monkeypatch.setattr(export_onnx, 'export', refused)
+    monkeypatch.setattr(onnx_export, 'export', refused)
     check(small_checkpoint(path, 0))                                       # same bytes: the cache serves
     assert os.stat(cache).st_mtime_ns == stamp
-    monkeypatch.setattr(export_onnx, 'export', real_export)
+    monkeypatch.setattr(onnx_export, 'export', real_export)
     check(small_checkpoint(path, 1))                                       # new weights: rebuilt
     assert os.stat(cache).st_mtime_ns != stamp
     with open(cache, 'wb') as f:                                           # a damaged cache: rebuilt
@@ -146,7 +145,7 @@ def test_onnx_file_refuses_torch_and_openvino_reads_it(tmp_path):
     network = small_checkpoint(str(tmp_path / 'net.pt'), 0)
     config = configlib.load([THIN], ['model/stages=2'])
     path = str(tmp_path / 'net.onnx')
-    export_onnx.export(network, config, path)
+    onnx_export.export(network, config, path)
     with pytest.raises(UserError, match='runs on onnxruntime or openvino, not torch'):
         runner.load(configlib.load(), onnx=path, backend='torch')
     need('openvino', 'f32')
@@ -154,7 +153,7 @@ def test_onnx_file_refuses_torch_and_openvino_reads_it(tmp_path):
     assert loaded['backend'] == 'openvino f32'  # eval.py's default: f32 on any CPU, bf16 costs AP
     detect = configlib.load().get('detect', 'precision')
     assert backends.choose('openvino', detect)[1] == ('bf16' if backends.cpu_has_bf16() else 'f32')
-    x = export_onnx.sample_images(config, (2, 48, 80), 1)
+    x = onnx_export.sample_images(config, (2, 48, 80), 1)
     with torch.no_grad():
         expected = network(torch.from_numpy(x))[-1]
     heatmaps, pafs = loaded['run'](x)
@@ -169,14 +168,14 @@ def test_a_fixed_input_size_is_padded_to_or_refused(tmp_path, backend):
     config = configlib.load([THIN], ['model/stages=2'])
     network = small_checkpoint(str(tmp_path / 'net.pt'), 0)
     path = str(tmp_path / 'net.onnx')
-    export_onnx.export(network, config, path)
+    onnx_export.export(network, config, path)
     proto = onnx.load(path)
     for dim in proto.graph.input[0].type.tensor_type.shape.dim[2:]:
         dim.ClearField('dim_param')
         dim.dim_value = 64
     onnx.save(proto, path)
     loaded = runner.load(configlib.load(), onnx=path, backend=backend, precision='f32', threads=1)
-    x = export_onnx.sample_images(config, (1, 48, 56), 2)
+    x = onnx_export.sample_images(config, (1, 48, 56), 2)
     heatmaps, _ = loaded['run'](x)
     padded = np.zeros((1, 3, 64, 64), np.float32)
     padded[:, :, :48, :56] = x

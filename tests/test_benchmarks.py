@@ -33,8 +33,8 @@ def test_gpu_benchmark_says_why_it_stops_without_a_gpu():
 def test_real_image_benchmark_scores_checkpoints_on_a_coco_folder(tmp_path):
     import model as models
     from cache import synthetic
-    from convert_caffe_torch import config_text
     from utils import config as configlib
+    from utils.config import config_text
     options = dict(min_size=64, max_size=96, max_people=2, seed=0, unannotated=0, crowd=0, person_min=0.5,
                    person_max=0.9)
     synthetic.write_split(str(tmp_path / 'data'), 'val', 6, options)

