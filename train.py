@@ -261,11 +261,7 @@ def train(config, folder, device, finetune, progress):
         load_finetune(model, finetune, config)
         if config.getboolean('train', 'equalize'):
             equalize_on_training_data(model, loader.dataset, config)
-    scales = None
-    if config.getboolean('train', 'relative_lr'):
-        # the sizes of the weights training starts from (a resumed run's optimizer state keeps its lrs)
-        scales = distributed.broadcast_object(optim.relative_scales(model) if distributed.is_main() else None)
-    optimizer = optim.build_optimizer(model, config, scales)
+    optimizer = optim.build_optimizer(model, config)
     totals = [n for n in (steps, epochs * len(loader)) if n > 0]
     scheduler = optim.build_scheduler(optimizer, config, min(totals) if totals else None)
     config_text = configlib.dumps(config)

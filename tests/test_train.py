@@ -138,33 +138,6 @@ def test_backbone_gets_its_own_lr():
                       torch.optim.AdamW)
 
 
-def test_relative_lr_gives_each_tensor_an_lr_in_proportion_to_its_size():
-    net = TinyNet()
-    with torch.no_grad():
-        net.backbone[0].weight.fill_(2.0)
-        net.backbone[0].bias.zero_()                    # a bias takes its layer's weight's size
-        net.backbone[2].weight.fill_(0.5)
-        net.heatmaps.weight.fill_(0.5)
-        net.pafs.weight.fill_(0.01)
-    scales = optim.relative_scales(net)
-    assert scales['backbone.0.weight'] == scales['backbone.0.bias'] == 4.0
-    assert scales['backbone.2.weight'] == 1.0 and scales['pafs.weight'] == pytest.approx(0.02)
-    config = configlib.load(mods=['train/optimizer=adam', 'train/lr=0.1', 'train/backbone_lr=0.5'])
-    groups = optim.build_optimizer(net, config, scales).param_groups
-    assert len(groups) == len(list(net.parameters()))
-    first, paf = groups[0], groups[[n for n, _ in net.named_parameters()].index('pafs.weight')]
-    assert (first['name'], first['scale'], first['lr']) == ('backbone', 4.0, pytest.approx(0.2))
-    assert (paf['name'], paf['scale'], paf['lr']) == ('stages', pytest.approx(0.02), pytest.approx(0.002))
-
-
-def test_resume_is_exact_with_relative_lr(tmp_path, tiny):
-    mods = ['train/scheduler=cosine', 'train/scheduler_args=t_max=10', 'train/relative_lr=true']
-    run(tmp_path / 'whole', 'train/steps=10', *mods)
-    run(tmp_path / 'parts', 'train/steps=5', *mods)
-    run(tmp_path / 'parts', 'train/steps=10', *mods)
-    assert_same_training_state(final_state(tmp_path / 'whole'), final_state(tmp_path / 'parts'))
-
-
 @pytest.mark.parametrize('mods,message', [
     (['train/optimizer=lion'], r"optimizer = 'lion': use one of sgd, adam, adamw"),
     (['train/optimizer_args=momentum=0.9'], r'optimizer_args.*momentum'),
@@ -372,13 +345,6 @@ def test_tensorboard_scalars_and_histograms(tmp_path, tiny):
     steps_per_s = (end.step - start.step) / (end.wall_time - start.wall_time)
     assert 2 * steps_per_s < np.median([e.value for e in events.Scalars('speed/samples_per_s')[1:]])
     assert 'parameters/backbone.0.weight' in tags['histograms']
-    # one lr per tensor ([train] relative_lr): still one curve per group name, without the tensors' scales
-    run(tmp_path / 'relative', 'train/steps=2', f'hooks/scalars={EVERY_STEP}', 'train/backbone_lr=0.5',
-        'train/warmup=0', 'train/relative_lr=true')
-    events = EventAccumulator(str(tmp_path / 'relative'), size_guidance={'scalars': 0})
-    events.Reload()
-    assert {t for t in events.Tags()['scalars'] if t.startswith('lr/')} == {'lr/stages', 'lr/backbone'}
-    assert events.Scalars('lr/backbone')[-1].value == pytest.approx(0.005)
 
 
 def test_a_failing_hook_runs_after_the_others_and_never_hides_the_loops_error(tmp_path, tiny, monkeypatch):

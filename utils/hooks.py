@@ -96,11 +96,8 @@ class Scalars(TimedHook):
             return
         for name, value in means.items():
             self.writer.add_scalar(f'loss/{name}', value, trainer.step)
-        named = {}   # a group's lr without its tensor's [train] relative_lr scale: one curve per name
         for group in trainer.optimizer.param_groups:
-            named.setdefault(group.get('name', 'group'), group['lr'] / group.get('scale', 1.0))
-        for name, lr in named.items():
-            self.writer.add_scalar(f'lr/{name}', lr, trainer.step)
+            self.writer.add_scalar(f'lr/{group.get("name", "group")}', group['lr'], trainer.step)
         now, (then, step) = time.monotonic(), self.mark
         if trainer.step > step:
             rate = (trainer.step - step) * trainer.samples_per_step / max(now - then, 1e-9)

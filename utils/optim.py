@@ -24,43 +24,18 @@ SCHEDULES = {
 }
 
 
-def param_groups(model, lr, backbone_lr, scales=None):
-    """[stages group, backbone group]: the backbone's parameters (model.backbone) at lr * backbone_lr.
-    scales (relative_scales): one group per parameter instead (named stages or backbone too), its lr also
-    times its 'scale'."""
+def param_groups(model, lr, backbone_lr):
+    """[stages group, backbone group]: the backbone's parameters (model.backbone) at lr * backbone_lr."""
     backbone = getattr(model, 'backbone', None)
     inside = {id(p) for p in backbone.parameters()} if isinstance(backbone, torch.nn.Module) else set()
-    if scales is not None:
-        return [{'name': 'backbone' if id(p) in inside else 'stages', 'params': [p], 'scale': scales[name],
-                 'lr': lr * scales[name] * (backbone_lr if id(p) in inside else 1.0)}
-                for name, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{'name': 'stages', 'params': [p for p in params if id(p) not in inside], 'lr': lr},
               {'name': 'backbone', 'params': [p for p in params if id(p) in inside], 'lr': lr * backbone_lr}]
     return [g for g in groups if g['params']]
 
 
-def relative_scales(model):
-    """{parameter name: its root mean square / the median of those of the weight tensors}: learning-rate
-    factors under which an Adam step (about lr on every element) changes each tensor by about the same
-    fraction of its size, as the median tensor at lr. A fine-tuned network's tensors differ in size by
-    orders of magnitude (a converted network's output layers are 100 times smaller than its hidden ones),
-    so one absolute lr reshapes the small ones while barely moving the large ones. A bias takes the scale of
-    its layer's weight (a bias is often near zero)."""
-    named = dict(model.named_parameters())
-    rms = {name: float(p.detach().float().pow(2).mean().sqrt()) for name, p in named.items()}
-    weights = [v for name, v in rms.items() if named[name].dim() > 1 and v > 0]
-    median = sorted(weights)[len(weights) // 2] if weights else 1.0
-    scales = {}
-    for name in named:
-        size = rms.get(name[:-len('bias')] + 'weight', rms[name]) if name.endswith('bias') else rms[name]
-        scales[name] = max(size, 1e-3 * median) / median
-    return scales
-
-
-def build_optimizer(model, config, scales=None):
-    """The [train] optimizer over `model`'s parameters, with the backbone's lr multiplier (and, given
-    `scales` from relative_scales, one lr per tensor)."""
+def build_optimizer(model, config):
+    """The [train] optimizer over `model`'s parameters, with the backbone's lr multiplier."""
     name = config.get('train', 'optimizer').strip().lower()
     if name not in OPTIMIZERS:
         raise ConfigError(f'[train] optimizer = {name!r}: use one of {", ".join(OPTIMIZERS)}')
@@ -70,7 +45,7 @@ def build_optimizer(model, config, scales=None):
         raise ConfigError(f'[train] lr = {lr}, backbone_lr = {backbone_lr}: need lr > 0, backbone_lr >= 0')
     kwargs = config.getkwargs('train', 'optimizer_args')
     try:
-        groups = param_groups(model, lr, backbone_lr, scales)
+        groups = param_groups(model, lr, backbone_lr)
         return OPTIMIZERS[name](groups, lr=lr, **kwargs)
     except (TypeError, ValueError) as error:
         raise ConfigError(f'[train] optimizer_args = {config.get("train", "optimizer_args")!r} '
