@@ -34,11 +34,6 @@ def _rms(x, dim):
     return x.float().pow(2).mean(dims).sqrt()
 
 
-def output_size(output):
-    """The size a convolution's output channels are divided by: their root mean square."""
-    return _rms(output, 1)
-
-
 def _outputs(network, images):
     return [t for pair in network(images) for t in pair]
 
@@ -84,7 +79,7 @@ def equalize(network, images, floor=1e-6):
         def hook(module, args, output):
             if name in final:
                 return output
-            size = output_size(output)
+            size = _rms(output, 1)
             # channels (nearly) silent on the calibration images keep their scale: dividing by their
             # tiny size would only magnify rounding where other images do reach them
             alive = size > max(floor, 1e-3 * float(size.median()))
