@@ -201,21 +201,20 @@ def summarize(keys):
 
 def make_hooks(config, folder, config_text, writer, model):
     """The [hooks] hooks, the same list on every rank (their timing is agreed across ranks)."""
+    from pose import hooks as pose_hooks  # the hooks that decode poses (summary images, evaluation)
     period = functools.partial(config.getduration, 'hooks')
     result = [hooks.Checkpoint(period('checkpoint'), folder, config_text, config.getint('hooks', 'keep')),
               hooks.Scalars(period('scalars'), writer)]
     if period('images') > 0:
         from pose import decode
-        from pose import hooks as pose_hooks
         from transform import normalize
         result.append(pose_hooks.Images(period('images'), writer, model.skeleton, model.stride,
-                                   normalize.params(config), decode.params(config)))
+                                        normalize.params(config), decode.params(config)))
     if period('histograms') > 0:
         result.append(hooks.Histograms(period('histograms'), writer))
     if period('evaluate') > 0:
-        from pose import hooks as pose_hooks
         result.append(pose_hooks.Evaluate(period('evaluate'), writer, config, folder,
-                                     config.getint('hooks', 'evaluate_limit')))
+                                          config.getint('hooks', 'evaluate_limit')))
     return result
 
 
