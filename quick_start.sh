@@ -158,7 +158,9 @@ if [ "$REAL_NETWORK" = 1 ]; then
     REAL_DIR=$(model_dir "${REAL[@]}")
     output "the real-footage network's folder (config, checkpoints, TensorBoard events)" "$REAL_DIR"
 fi
-step "train on the labelled synthetic people for $MINUTES minutes (re-running continues)"
+PEOPLE="synthetic people"
+[ -z "$COCO" ] || PEOPLE="COCO people ($COCO)"
+step "train on the labelled $PEOPLE for $MINUTES minutes (re-running continues)"
 python train.py "${SYN[@]}" "${TRAIN_EXTRA[@]}"
 SYN_DIR=$(model_dir "${SYN[@]}")
 output "the synthetic people's network's folder" "$SYN_DIR"

