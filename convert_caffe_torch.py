@@ -21,7 +21,10 @@ import time
 import numpy as np
 import torch
 
-from utils import cli
+import model as models
+from model import equalize
+from transform import normalize
+from utils import cli, fetch
 from utils import config as configlib
 from utils.config import config_text
 from utils.io import atomic_path
@@ -164,7 +167,6 @@ def read_mapping(path=MAPPING):
 
 def model_shapes(config):
     """{parameter name: shape} of the network `config` describes, built on the meta device (no memory)."""
-    import model as models
     with torch.device('meta'):
         network = models.build(config, pretrained=False)
     return {name: tuple(t.shape) for name, t in network.state_dict().items()}
@@ -232,10 +234,6 @@ def condition(checkpoint, source_norm=None, calibration=None):
     takes input normalised as the checkpoint's [input] says instead of `source_norm` (how the source file's
     network reads pixels; None: the same), and every hidden channel is rescaled to unit size on the
     `calibration` images (default: the fetched photos, else noise). The maps stay the same."""
-    import model as models
-    from model import equalize
-    from transform import normalize
-    from utils import fetch
     config = configlib.loads(checkpoint['config'])
     network = models.build(config, pretrained=False)
     network.load_state_dict(checkpoint['model'])

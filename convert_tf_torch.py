@@ -23,6 +23,7 @@ import re
 import numpy as np
 import torch
 
+import model as models
 from convert_caffe_torch import (
     calibration_arguments,
     condition,
@@ -164,7 +165,6 @@ def convert(path, files=(), mods=()):
 
 def load_model(checkpoint):
     """The network of a converted checkpoint, in eval mode on the CPU."""
-    import model as models
     network = models.build(configlib.loads(checkpoint['config']), pretrained=False)
     network.load_state_dict(checkpoint['model'])
     return network.eval()

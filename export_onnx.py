@@ -10,7 +10,10 @@ fails and leaves no file behind.
 
 import os
 
+import model as models
+from model import runner
 from model.onnx_export import ExportError, export  # noqa: F401  (ExportError: what a failed export raises)
+from utils import checkpoint as checkpoints
 from utils import cli
 from utils import config as configlib
 
@@ -18,9 +21,6 @@ from utils import config as configlib
 def load_network(args):
     """(network, config) of the checkpoint the arguments name (the newest in the experiment folder by
     default); the checkpoint's [model] and [input] sections override the user's."""
-    import model as models
-    from model import runner
-    from utils import checkpoint as checkpoints
     config = cli.load_config(args)
     state, path = runner.read_checkpoint(args.checkpoint, cli.model_dir(args, config))
     if not isinstance(state, dict) or 'model' not in state:

@@ -15,6 +15,15 @@ import shutil
 import signal
 import sys
 
+import numpy as np
+import torch
+
+import model as models
+from cache import dataset
+from model import distill, equalize, loss
+from pose import decode
+from pose import hooks as pose_hooks  # the hooks that decode poses (summary images, evaluation)
+from transform import normalize
 from utils import checkpoint, cli, distributed, hooks, lock, optim
 from utils import config as configlib
 from utils.trainer import Trainer, seed_all
@@ -52,18 +61,15 @@ def main():
 
 
 def build_model(config):
-    import model
-    return model.build(config)
+    return models.build(config)
 
 
 def build_loader(config, stride, rank, world_size, seed):
-    from cache import dataset
     return dataset.loader(config, config.get('dataset', 'train'), stride, train=True, rank=rank,
                           world_size=world_size, seed=seed)
 
 
 def loss_function(config):
-    from model import loss
     return functools.partial(loss.compute, params=loss.weights(config))
 
 
@@ -149,7 +155,6 @@ def load_finetune(model, path, config):
     if not isinstance(weights, dict):
         raise cli.UserError(f'--finetune {path}: neither a checkpoint nor a state_dict')
     if isinstance(state.get('config'), str):
-        from transform import normalize
         normalize.check_same(state['config'], config, f'--finetune {path}')
     missing, unexpected = checkpoint.load_weights(model, weights, strict=False)
     log(f'--finetune {path}: loaded {len(weights) - len(unexpected)} tensors')
@@ -169,11 +174,6 @@ def equalize_on_training_data(model, dataset, config, samples=32):
     A network's channel sizes vary 100-fold between the images it was calibrated on and other images, which
     makes a few weights take effectively 100-fold learning rates. A network that equalize refuses (batch
     norm, residual sums) is left as it is, saying why."""
-    import numpy as np
-    import torch
-
-    from model import equalize
-    from transform import normalize
     rng = np.random.default_rng(config.getint('train', 'seed'))
     picks = rng.choice(len(dataset), min(samples, len(dataset)), replace=False)
     # a PoseDataset takes (index, height, width, epoch) keys: the first input size, an epoch of its own
@@ -201,13 +201,10 @@ def summarize(keys):
 
 def make_hooks(config, folder, config_text, writer, model):
     """The [hooks] hooks, the same list on every rank (their timing is agreed across ranks)."""
-    from pose import hooks as pose_hooks  # the hooks that decode poses (summary images, evaluation)
     period = functools.partial(config.getduration, 'hooks')
     result = [hooks.Checkpoint(period('checkpoint'), folder, config_text, config.getint('hooks', 'keep')),
               hooks.Scalars(period('scalars'), writer)]
     if period('images') > 0:
-        from pose import decode
-        from transform import normalize
         result.append(pose_hooks.Images(period('images'), writer, model.skeleton, model.stride,
                                         normalize.params(config), decode.params(config)))
     if period('histograms') > 0:
@@ -224,8 +221,6 @@ def targets(config, device):
     path = config.get('train', 'teacher').strip()
     if not path:
         return None
-    import model as models
-    from model import distill
     return distill.targets(distill.load_teacher(path, config, device), models.layout(config),
                            config.getboolean('train', 'teacher_flip'),
                            every=not config.getlist('dataset', 'extra'))
@@ -241,10 +236,7 @@ def limits(config):
 
 
 def train(config, folder, device, finetune, progress):
-    import torch
     from tensorboardX import SummaryWriter
-
-    from transform import normalize
     if config.getint('train', 'threads') > 0:
         torch.set_num_threads(config.getint('train', 'threads'))
     seed, rank, world = config.getint('train', 'seed'), distributed.rank(), distributed.world_size()

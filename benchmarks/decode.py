@@ -31,9 +31,18 @@ import tqdm
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import decode_real  # noqa: E402
 from benchmarks.common import machine, median_ms, one_core  # noqa: E402
-from pose.skeleton import COCO_PARTS  # noqa: E402
-from utils import cli  # noqa: E402
+from benchmarks.decode_peers import load_peers  # noqa: E402
+from pose import decode as ours  # noqa: E402
+from pose import encode  # noqa: E402
+from pose.decode import decode, find_peaks  # noqa: E402
+from pose.encode import cell_to_pixel  # noqa: E402
+from pose.predict import to_original  # noqa: E402
+from pose.skeleton import COCO_PARTS, load  # noqa: E402
+from utils import cli, realdata  # noqa: E402
+from utils import config as configlib  # noqa: E402
+from utils.cli import UserError  # noqa: E402
 
 SIZE = (480, 640)           # (H, W) of the benchmark images
 HEIGHTS = (40, 400)         # smallest and largest person height in pixels
@@ -187,7 +196,6 @@ def degrade(rng, keypoints, skeleton, stride, sigma, paf_width):
     """Maps as a worse network might give them: each part's peak and each limb's field missing with
     probability MISSED, every map blurred by a Gaussian of BLUR cells and perturbed by smooth noise of
     about NOISE standard deviation."""
-    from pose import encode
     seen = keypoints.copy()
     seen[rng.random(seen.shape[:2]) < MISSED, 2] = 0
     heatmaps = encode.heatmaps(seen, skeleton, SIZE, stride, sigma)
@@ -209,7 +217,6 @@ MISSED, BLUR, NOISE = 0.05, 1.0, 0.01
 def upsampled_decode(heatmaps, pafs, skeleton, stride):
     """CMU's way: every map resized by the stride (bicubic) to the input size, then peaks and PAFs read
     at full resolution (decode at stride 1)."""
-    from pose.decode import decode
     size = (heatmaps.shape[2] * stride, heatmaps.shape[1] * stride)
     grow = lambda m: cv2.resize(m, size, interpolation=cv2.INTER_CUBIC)  # noqa: E731
     return decode(channels_last(grow, heatmaps), channels_last(grow, pafs), skeleton, 1)
@@ -218,8 +225,6 @@ def upsampled_decode(heatmaps, pafs, skeleton, stride):
 def oracle(heatmaps, skeleton, keypoints, stride, reach):
     """People from the decoder's own peaks assigned with perfect knowledge: each labelled part to the
     nearest unused peak of its channel within `reach` pixels (closest pairs first)."""
-    from pose.decode import find_peaks
-    from pose.encode import cell_to_pixel
     parts, xy, scores = find_peaks(heatmaps[:len(skeleton.parts)], 0.05)
     xy = cell_to_pixel(xy, stride)
     person, part = np.nonzero(keypoints[:, :, 2] > 0)
@@ -251,8 +256,6 @@ def timed(run, heatmaps, pafs, skeleton, stride, repeat=1):
 def decoders(skeleton, config, peers=True, upsampled=False):
     """({name: decode function}, lines saying what each peer is or why it is missing): ours with the
     config's [decode] options, then the peers that could be built."""
-    from benchmarks.decode_peers import load_peers
-    from pose import decode as ours
     options = ours.params(config)
     found = {'ours': lambda h, p, s, stride: ours.decode(h, p, s, stride, **options)}
     if upsampled:
@@ -268,7 +271,6 @@ def synthetic(skeleton, runs, people, images, repeat, seed, stride=8, sigma=7.0,
               progress=True):
     """[{'people', 'maps' (clean or degraded), 'decoder', 'AP', 'right', 'ms', 'oracle'}]: every decoder of
     `runs` on the same `images` scenes per crowd size of `people`, and perfect grouping of the same peaks."""
-    from pose import encode
     rows = []
     for count in people:
         rng = np.random.default_rng(seed + count)
@@ -300,8 +302,6 @@ def synthetic(skeleton, runs, people, images, repeat, seed, stride=8, sigma=7.0,
 def real(folder, checkpoint, skeleton_check, runs, repeat, progress=True):
     """(rows [{'half', 'decoder', 'AP', 'AP50', 'right', 'extra', 'missed', 'images', 'ms', 'oracle'}], a line
     naming the maps): every decoder of `runs` on the same real network maps, scored against the labels."""
-    from benchmarks import decode_real
-    from pose.predict import to_original
     gt, images, skeleton, stride, source = decode_real.real_maps(folder, checkpoint, progress=progress)
     skeleton_check(skeleton)
     scores = {}
@@ -340,8 +340,6 @@ def main():
                         help='set a config option of our decoder, e.g. decode/min_parts=4')
     args = parser.parse_args()
     one_core()
-    from pose.skeleton import load
-    from utils import config as configlib
     config = configlib.load(mods=args.mod)
     try:
         skeleton = load(args.layout)
@@ -359,9 +357,6 @@ def main():
 
 
 def _real(args, runs):
-    from benchmarks import decode_real
-    from utils import realdata
-    from utils.cli import UserError
     folder = realdata.folder(args.real) if args.real == 'coco-mini' else args.real
     if not folder or not os.path.isdir(folder):
         raise UserError(f'--real: no folder {args.real!r} (the shared coco-mini set is looked for at '

@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from pose.encode import cell_to_pixel
+from utils import fetch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, 'build', 'peers')
@@ -66,7 +67,6 @@ def _paf_channels(skeleton, pairs):
 
 def _pafprocess_source(folder):
     """Copy tf-pose's pafprocess sources into `folder` from its sdist (pip download, no install)."""
-    from utils import fetch
     asset = fetch.Asset(TF_POSE, ('--no-build-isolation',),
                         {name: f'tf_pose/pafprocess/{name}' for name in _SOURCES})
     with tempfile.TemporaryDirectory(prefix='sdist-', dir=folder) as tmp:

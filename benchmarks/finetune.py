@@ -20,12 +20,19 @@ import sys
 import tempfile
 import time
 
+import torch
+
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import train  # noqa: E402
 from benchmarks.common import converted_network, machine, real_data  # noqa: E402
-from utils import cli, realdata  # noqa: E402
+from cache import coco  # noqa: E402
+from model import runner  # noqa: E402
+from pose import evaluate as evaluation  # noqa: E402
+from utils import checkpoint, cli, realdata  # noqa: E402
 from utils import config as configlib  # noqa: E402
+from utils.io import atomic_write_text  # noqa: E402
 
 
 def arguments():
@@ -90,7 +97,6 @@ def base_config(args, files, images, work, changes):
 def prepare(config, steps):
     """`config` with the cosine schedule spanning `steps` (unless its [train] scheduler_args say otherwise),
     after building the caches of its two splits."""
-    from cache import coco
     if config.get('train', 'scheduler') == 'cosine' and not config.get('train', 'scheduler_args').strip():
         config.set('train', 'scheduler_args', f't_max={steps}')
     for split in ('train', 'held_out'):
@@ -100,8 +106,6 @@ def prepare(config, steps):
 
 def score(config, path, images, ids, threads):
     """{'tune': AP on the training images, 'held_out': AP on the held-out ones} of a checkpoint."""
-    from model import runner
-    from pose import evaluate as evaluation
     network = runner.load(config, checkpoint=path, device='cpu', threads=threads, backend='torch',
                           precision='f32')
     gt, names, category_id, sigmas = evaluation.ground_truth(ids['annotations'], network['skeleton'])
@@ -113,8 +117,6 @@ def score(config, path, images, ids, threads):
 
 def curve(args, label, config, folder, start, images, ids):
     """[{'step', 'tune', 'held_out', 'loss'}] of one recipe, from step 0 to --steps."""
-    import train
-    from utils import checkpoint
     points = [{'step': 0, **score(config, start, images, ids, args.threads)}]
     print(f'  {label} step 0: {points[-1]}', flush=True)
     for steps in range(args.every, args.steps + 1, args.every):
@@ -142,7 +144,6 @@ def measure(args):
     if args.images:
         chosen = with_people(annotations, sorted(chosen))[:args.images]
     files = split_files(annotations, work, chosen, held_out)
-    from pose import evaluate as evaluation
     images = evaluation.coco_images(annotations, image_folder)
     ids = {'annotations': annotations, 'tune': files['train'][1], 'held_out': files['held_out'][1]}
     curves = {}
@@ -171,12 +172,10 @@ def table(result):
 @cli.main
 def main(argv=None):
     args = arguments().parse_args(argv)
-    import torch
     torch.set_num_threads(args.threads)
     result = measure(args)
     print(table(result))
     if args.json:
-        from utils.io import atomic_write_text
         atomic_write_text(args.json, json.dumps(result, indent=1) + '\n')
 
 

@@ -29,7 +29,17 @@ import time
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import model  # noqa: E402
 from benchmarks.common import machine, median_ms  # noqa: E402
+from benchmarks.lightweight_openpose import LightweightOpenPose  # noqa: E402
+from benchmarks.realtime import frame_input, write_onnx  # noqa: E402
+from benchmarks.train import synthetic_batch  # noqa: E402
+from cache import dataset  # noqa: E402
+from model import loss, runner  # noqa: E402
+from transform import normalize  # noqa: E402
+from utils import config as configlib  # noqa: E402
+from utils import optim  # noqa: E402
+from utils.trainer import Trainer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {'tf_mobilenet_thin': [os.path.join(ROOT, 'config', 'tf_mobilenet_thin.ini')],
@@ -43,11 +53,6 @@ def synchronize(device):
 
 
 def make_trainer(config, device, amp, loader):
-    import model
-    from model import loss
-    from transform import normalize
-    from utils import optim
-    from utils.trainer import Trainer
     network = model.build(config, pretrained=False).to(device)
     optimizer = optim.build_optimizer(network, config)
     trainer = Trainer(network, optimizer, optim.build_scheduler(optimizer, config), loader,
@@ -59,7 +64,6 @@ def make_trainer(config, device, amp, loader):
 
 
 def train_config(files, mods=()):
-    from utils import config as configlib
     return configlib.load(files, list(mods) + ['model/pretrained=none', 'train/warmup=0',
                                                'train/scheduler=none', 'train/scheduler_args='])
 
@@ -77,7 +81,6 @@ def step_rate(trainer, batch, steps, device):
 
 
 def training_table(args, device, figures):
-    from benchmarks.train import synthetic_batch
     print(f'\n1. training step, {args.size}x{args.size}, batch {args.batch}, synthetic batches in memory: '
           f'samples/s')
     for name, files in CONFIGS.items():
@@ -93,8 +96,9 @@ def training_table(args, device, figures):
 
 
 def loader_table(args, device, figures, workdir):
+    # here, not at the top: importing benchmarks.pipeline runs common.one_core() (one thread for torch, cv2
+    # and BLAS), which must not slow the training table that runs before this one
     from benchmarks.pipeline import make_data
-    from cache import dataset
     print(f'\n2. training on the loader\'s batches ({args.images} generated images, 5 people each, '
           f'{args.size}x{args.size}, batch {args.batch}, {args.seconds:.0f} s each), mobilenet_v2.ini, AMP')
     data_config = make_data(workdir, args.images)
@@ -130,11 +134,6 @@ def loader_table(args, device, figures, workdir):
 
 def inference_networks(args):
     import torch
-
-    import model
-    from benchmarks.lightweight_openpose import LightweightOpenPose
-    from model import runner
-    from utils import config as configlib
     found = {}
     if os.path.isfile(args.checkpoint):
         state, _ = runner.read_checkpoint(args.checkpoint)
@@ -181,8 +180,6 @@ def _session_run(session, x):
 
 def inference_table(args, device, figures, workdir):
     import torch
-
-    from benchmarks.realtime import frame_input, write_onnx
     print('\n3. inference, ms per 640x480 frame (batch 1; median)')
     missing = [p for p in ('CUDAExecutionProvider', 'TensorrtExecutionProvider')
                if not _ort_has(p)]

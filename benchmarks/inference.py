@@ -28,9 +28,16 @@ import numpy as np
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import model  # noqa: E402
 from benchmarks.common import machine, median_ms  # noqa: E402
-from pose import encode, predict  # noqa: E402
+from benchmarks.decode import scene  # noqa: E402
+from detect import annotate  # noqa: E402
+from model import onnx_export  # noqa: E402
+from model.runner import onnx_session, session_runner  # noqa: E402
+from pose import decode, encode, predict  # noqa: E402
+from pose.track import Tracker  # noqa: E402
 from utils import config as configlib  # noqa: E402
+from utils.cli import UserError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAME = (480, 640)
@@ -69,7 +76,6 @@ def time_torch(network, size, threads):
 
 def export(network, config, path, size):
     """Write the network's last stage to ONNX with model.onnx_export (checked against PyTorch)."""
-    from model import onnx_export
     onnx_export.export(network, config, path, all_stages=False, size=(size, size))
     return 'model.onnx_export.export'
 
@@ -82,9 +88,6 @@ def cpu_ms(fn, repeat=3):
 
 def time_ort(path, size, threads, cpu=False):
     import onnxruntime
-
-    from model.runner import onnx_session, session_runner
-    from utils.cli import UserError
     try:
         session, _ = onnx_session(path, threads)
     except UserError:  # the torch.onnx fallback export carries no metadata
@@ -101,14 +104,12 @@ def time_ort(path, size, threads, cpu=False):
 
 def scene_maps(config, skeleton, size, stride):
     """Maps at `stride` of 6 synthetic people in a `size` (H, W) input, and the people in COCO order."""
-    from benchmarks.decode import scene
     people = scene(np.random.default_rng(0), 6, size=size)
     keypoints = skeleton.from_coco(people)
     return encode.encode(keypoints, skeleton, size, stride, **encode.params(config))
 
 
 def time_decode(config, skeleton, size, stride):
-    from pose import decode
     heatmaps, pafs = scene_maps(config, skeleton, (size, size), stride)
     params = decode.params(config)
     count = len(decode.decode(heatmaps, pafs, skeleton, stride, **params))
@@ -118,8 +119,6 @@ def time_decode(config, skeleton, size, stride):
 def time_overhead(config, skeleton, stride, size):
     """(wall ms, CPU ms) per 640x480 frame of detect.py's work without the network: resize, normalise,
     decode, tracking, drawing (the fake network returns precomputed maps of 6 people)."""
-    from detect import annotate
-    from pose.track import Tracker
     options = predict.options(config)
     options['height'] = size
     (h, w), padded = predict.input_size(FRAME, size, stride)
@@ -143,8 +142,6 @@ def time_overhead(config, skeleton, stride, size):
 
 def benchmark(name, files, mods, args, workdir):
     import torch
-
-    import model
     config = configlib.load(files, mods)
     network = model.build(config, pretrained=False).eval()
     skeleton, stride = network.skeleton, network.stride

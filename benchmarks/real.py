@@ -29,6 +29,7 @@ from benchmarks.common import converted_network, machine, real_data  # noqa: E40
 from model import runner  # noqa: E402
 from pose import evaluate as evaluation  # noqa: E402
 from utils import cli, realdata  # noqa: E402
+from utils.io import atomic_write_text  # noqa: E402
 
 
 def arguments():
@@ -154,7 +155,6 @@ def main(argv=None):
     result = measure(args, config)
     print(table(result))
     if args.json:
-        from utils.io import atomic_write_text
         atomic_write_text(args.json, json.dumps(result, indent=1) + '\n')
 
 

@@ -32,8 +32,15 @@ import numpy as np
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import detect  # noqa: E402
+import model  # noqa: E402
 from benchmarks.common import machine  # noqa: E402
-from model import backends  # noqa: E402
+from benchmarks.lightweight_openpose import LightweightOpenPose  # noqa: E402
+from model import backends, onnx_export, runner  # noqa: E402
+from pose import evaluate  # noqa: E402
+from pose.predict import input_size  # noqa: E402
+from utils import config as configlib  # noqa: E402
+from utils import realdata, video  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAME = (480, 640)
@@ -53,7 +60,6 @@ def variants():
 
 
 def frame_input(height, stride=8):
-    from pose.predict import input_size
     return input_size(FRAME, height, stride)[1]
 
 
@@ -73,7 +79,6 @@ def timed(fn, budget=3.0):
 
 
 def write_onnx(network, path):
-    from model import onnx_export
     wrapper = onnx_export.Outputs(network, all_stages=False).eval()
     with open(path, 'wb') as f:
         f.write(onnx_export.to_onnx(wrapper, ['heatmaps', 'pafs'], (256, 344)))
@@ -82,8 +87,6 @@ def write_onnx(network, path):
 
 def make_run(network, onnx_path, backend, precision, threads):
     import torch
-
-    from model import runner
     if backend == 'torch':
         return runner.torch_runner(network, torch.device('cpu'), precision)
     if backend == 'onnxruntime':
@@ -99,14 +102,9 @@ def networks(checkpoint):
     """{name: torch network in eval mode}: the converted one (when the file is there), mobilenet_v2.ini's,
     Lightweight OpenPose's."""
     import torch
-
-    import model
-    from benchmarks.lightweight_openpose import LightweightOpenPose
-    from utils import config as configlib
     torch.manual_seed(0)
     found = {}
     if os.path.isfile(checkpoint):
-        from model import runner
         state, _ = runner.read_checkpoint(checkpoint)
         config, _ = runner.merge(configlib.load(), configlib.loads(state['config']))
         network = model.build(config, pretrained=False)
@@ -143,8 +141,6 @@ def network_table(args, workdir, figures):
 def photos(count):
     """Real photos (coco-mini's, else downloads/photos, else noise) as 640x480 frames."""
     import cv2
-
-    from utils import realdata
     folder = realdata.folder('coco-mini')
     paths = sorted(glob.glob(os.path.join(folder, 'train2017', '*.jpg')))[:count] if folder else []
     paths = paths or sorted(glob.glob(os.path.join(ROOT, 'downloads', 'photos', '*.png')))
@@ -164,15 +160,11 @@ def test_video(path, frames):
 
 
 def load(args, backend, precision):
-    from model import runner
-    from utils import config as configlib
     return runner.load(configlib.load(), checkpoint=args.checkpoint, device='cpu', threads=args.threads,
                        backend=backend, precision=precision)
 
 
 def detect_table(args, workdir, figures):
-    import detect
-    from utils import video
     clip = test_video(os.path.join(workdir, 'clip.mp4'), args.frames)
     print(f'\n2. detect.py end to end on a 640x480 video ({args.frames} frames, real photos panned), no '
           f'window, writing the video and JSON: frames per second out, and CPU ms per frame')
@@ -196,8 +188,6 @@ def detect_table(args, workdir, figures):
 
 
 def ap_table(args, figures):
-    from pose import evaluate
-    from utils import realdata
     folder = realdata.folder('coco-mini')
     annotations = args.annotations or (folder and os.path.join(folder, 'annotations',
                                                                'person_keypoints_train2017.json'))

@@ -19,9 +19,15 @@ import tempfile
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import finetune  # noqa: E402
 from benchmarks.common import converted_network, machine, real_data  # noqa: E402
+from cache import dataset  # noqa: E402
+from model import runner  # noqa: E402
+from pose import encode  # noqa: E402
+from transform import normalize  # noqa: E402
 from utils import cli, realdata  # noqa: E402
 from utils import config as configlib  # noqa: E402
+from utils.io import atomic_write_text  # noqa: E402
 
 
 def arguments():
@@ -41,11 +47,6 @@ def samples(config, checkpoint, work, data):
     """[(keypoints, heatmaps, pafs, loss mask)] of every labelled image of `data` at [eval] height: the
     labels through the crop, and the network's maps of the same input."""
     import torch
-
-    from benchmarks import finetune
-    from cache import dataset
-    from model import runner
-    from transform import normalize
     annotations, images = realdata.coco_folder(data)
     with open(annotations, encoding='utf-8') as f:
         ids = [image['id'] for image in json.load(f)['images']]
@@ -76,7 +77,6 @@ def samples(config, checkpoint, work, data):
 def distances(found, skeleton, stride, height, sigmas, widths):
     """({sigma: heatmap distance}, {paf_width: PAF distance}): masked squared errors summed over the
     images."""
-    from pose import encode
     size = (height, height)
     heat = {sigma: float(sum((((encode.heatmaps(k, skeleton, size, stride, sigma) - h) ** 2) * m).sum()
                              for k, h, _, m in found)) for sigma in sigmas}
@@ -104,7 +104,6 @@ def main(argv=None):
     best = {'sigma': min(heat, key=heat.get), 'paf_width': min(paf, key=paf.get)}
     print(f'\nclosest: sigma {best["sigma"]:g}, paf_width {best["paf_width"]:g}')
     if args.json:
-        from utils.io import atomic_write_text
         atomic_write_text(args.json, json.dumps({'machine': machine(), 'heatmaps': heat, 'pafs': paf,
                                                  'closest': best, 'images': len(found)}, indent=1) + '\n')
     return best

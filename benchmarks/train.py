@@ -20,9 +20,13 @@ import time
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import model  # noqa: E402
 from benchmarks.common import machine  # noqa: E402
 from benchmarks.inference import shipped_configs  # noqa: E402
+from model import loss  # noqa: E402
 from utils import config as configlib  # noqa: E402
+from utils import distributed, optim  # noqa: E402
+from utils.trainer import Trainer  # noqa: E402
 
 
 def synthetic_batch(network, batch, size):
@@ -38,11 +42,6 @@ def benchmark(name, files, mods, args, device):
     import functools
 
     import torch
-
-    import model
-    from model import loss
-    from utils import optim
-    from utils.trainer import Trainer
     config = configlib.load(files, mods + ['train/warmup=0', 'train/scheduler=none', 'train/scheduler_args='])
     network = model.build(config, pretrained=False).to(device)
     batch_size = args.batch or config.getint('train', 'batch_size')
@@ -85,8 +84,6 @@ def main():
     if unknown:
         p.error(f'unknown configs {sorted(unknown)}; shipped: {", ".join(configs)}')
     import torch
-
-    from utils import distributed
     if args.threads:
         torch.set_num_threads(args.threads)
     device = distributed.select_device(args.device)

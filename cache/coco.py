@@ -20,6 +20,7 @@ from tqdm import tqdm
 from cache import annotations as annotationlib
 from cache import images as imagelib
 from cache import io as cacheio
+from model import layout  # not pose.skeleton.load: the layout's ConfigError names the option
 from pose import skeleton as skeletons
 from utils.cli import UserError
 
@@ -149,7 +150,6 @@ def build(config, split, force=False, keep_empty=True, root=None):
     layout) unless it is up to date (or `force`). Returns (path, report): report is None when nothing was
     built, else {'records': n, 'people': n, 'missing': [path], 'unreadable': [path], 'why': {path: what is
     wrong}, 'annotations': [one line per bad annotation or image entry]}."""
-    from model import layout  # the layout's ConfigError names the option
     skeleton = layout(config)
     file = cacheio.path(config, split, root)
     source = source_of(root, split) if root else source_of(config.get('dataset', 'root'), split, config)

@@ -15,7 +15,7 @@ import torch
 from cache import coco
 from cache import io as cacheio
 from cache.rle import rle_runs
-from pose import encode
+from pose import draw, encode
 from pose import skeleton as skeletons
 from transform import augment
 from utils.cli import UserError
@@ -232,7 +232,6 @@ def loader(config, split, stride, train=True, rank=0, world_size=1, seed=0):
 def render(dataset, key):
     """A BGR picture of one training sample as the network sees it: the augmented input with its skeletons
     and ignored regions (red), the heatmaps, and the PAFs (one arrow per cell, coloured by limb)."""
-    from pose import draw
     sample = dataset.sample(key)
     image, size = sample['image'], sample['image'].shape[:2]
     heatmaps, pafs = encode.encode(sample['keypoints'], dataset.skeleton, size, dataset.stride,

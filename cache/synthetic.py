@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from cache import people
 from pose.skeleton import COCO_PARTS, COCO_SKELETON
-from utils import cli
+from utils import cli, video
 from utils.io import atomic_write_bytes, atomic_write_text
 
 CROWD = 255  # owner-map id of crowd members; people get 1, 2, ...
@@ -310,7 +310,6 @@ def write_video(path, frames=60, fps=15.0, size=(640, 480), people=3, seed=0):
     """Write a video of `people` synthetic people walking (video_frames) to `path` (.mp4: mp4v, .avi: MJPG),
     atomically, with a progress bar; returns their COCO keypoints per frame, float32 (frames, people, 17, 3).
     `size` is (width, height)."""
-    from utils import video
     w, h = (int(v) for v in size)
     for name, value, ok in (('frames', frames, frames >= 1), ('fps', fps, fps > 0),
                             ('size', f'{w} {h}', min(w, h) >= 32), ('people', people, 0 <= people < CROWD)):

@@ -27,6 +27,7 @@ import os
 import torch
 from torch import nn
 
+from model import pretrained as pretrainedlib
 from pose import skeleton as skeletonlib
 from utils.config import ConfigError
 
@@ -110,7 +111,6 @@ def build(config, pretrained=True):
         for index in range(1, count + 1)]
     network = PoseNet(backbone, stages, skeleton)
     if pretrained:
-        from model import pretrained as pretrainedlib
         pretrainedlib.initialise(network.backbone, config)
     return network
 

@@ -20,6 +20,8 @@ import os
 
 import numpy as np
 
+from model import onnx_export
+from utils import checkpoint
 from utils.cli import UserError
 
 BACKENDS = ('torch', 'onnxruntime', 'openvino')
@@ -174,7 +176,6 @@ def _fresh(path, key):
 
 def cache_path(source):
     """Where the ONNX export of the checkpoint `source` is cached: beside it, as <source>.onnx."""
-    from utils import checkpoint
     return source + checkpoint.ONNX_SUFFIX
 
 
@@ -182,7 +183,6 @@ def cached_onnx(source, build):
     """The ONNX file of the checkpoint `source`: the cached export when it was made from the same bytes,
     else a new export written by model.onnx_export.export(*build()), where build() -> (network, config).
     Returns (path, whether it was (re)built)."""
-    from model import onnx_export
     path, key = cache_path(source), file_sha256(source)
     if _fresh(path, key):
         return path, False

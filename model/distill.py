@@ -7,16 +7,17 @@ people) with its own maps of real footage in every few batches keeps what it kne
 
 import torch
 
+import model as models
+from pose.predict import flip_channels
+from transform import normalize
+from utils import checkpoint
+from utils import config as configlib
 from utils.cli import UserError
 
 
 def load_teacher(path, config, device):
     """The frozen network of checkpoint `path` (built from its own saved config) on `device`; UserError when
     it is missing or reads its input normalised otherwise than `config` (it would see other pixels)."""
-    import model as models
-    from transform import normalize
-    from utils import checkpoint
-    from utils import config as configlib
     try:
         state = checkpoint.load(path)
     except checkpoint.CheckpointError as error:
@@ -65,7 +66,6 @@ def replace(batch, heatmaps, pafs):
 
 def unflip(heatmaps, pafs, skeleton):
     """pose.predict.unflip for (N, C, h, w) tensors: maps of mirrored inputs mirrored back."""
-    from pose.predict import flip_channels
     channels, index, sign = flip_channels(skeleton)
     sign = torch.tensor(sign, dtype=pafs.dtype, device=pafs.device).view(1, -1, 1, 1)
     return heatmaps[:, channels].flip(-1), pafs[:, index].flip(-1) * sign

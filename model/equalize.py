@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from transform import normalize
+
 TOLERANCE = 1e-3      # largest difference of the maps, relative to their largest magnitude
 
 
@@ -142,8 +144,6 @@ def calibration_batch(paths, norm, size=368, seed=0):
     the image files `paths` (real photos are best), or without any, uniform noise (the rescaled network
     still computes the same function; only how evenly its channels end up scaled differs)."""
     import cv2
-
-    from transform import normalize
     images = []
     for path in paths:
         image = cv2.imread(path, cv2.IMREAD_COLOR)

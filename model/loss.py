@@ -14,12 +14,13 @@ per map element (independent of input size and layout). The total is the sum of 
 
 import torch
 
+from utils.config import ConfigError
+
 NORMALIZE = ('batch', 'mean')
 
 
 def weights(config):
     """{'heatmap': w, 'paf': w, 'normalize': 'batch' | 'mean'} from [loss]."""
-    from utils.config import ConfigError
     normalize = config.get('loss', 'normalize').strip().lower()
     if normalize not in NORMALIZE:
         raise ConfigError(f'[loss] normalize = {normalize!r}: use one of {", ".join(NORMALIZE)}')

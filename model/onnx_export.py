@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from transform import normalize
 from utils import cli
 from utils.config import config_text
 from utils.io import atomic_path
@@ -55,7 +56,6 @@ def output_names(stages, all_stages=False):
 
 def metadata(config, network, names):
     """{key: text} for the file's metadata_props."""
-    from transform import normalize
     params = normalize.params(config)
     skeleton = network.skeleton
     return {
@@ -74,7 +74,6 @@ def metadata(config, network, names):
 
 def sample_images(config, shape, seed):
     """Random BGR images (N,H,W) normalised as the network's input wants: realistic magnitudes."""
-    from transform import normalize
     params = normalize.params(config)
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (shape[0], shape[1], shape[2], 3), dtype=np.uint8)

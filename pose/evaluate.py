@@ -24,7 +24,11 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
+from cache import annotations as annotationlib
+from cache import io as cacheio
 from cache.images import AS_STORED
+from model import layout
+from model.runner import infer_stride
 from pose import predict as predictor
 from pose.skeleton import COCO_PARTS
 from utils.cli import UserError
@@ -73,7 +77,6 @@ def ground_truth(annotations, skeleton, category='', verbose=False):
     """(pycocotools COCO, keypoint names, category id, OKS sigmas) of the annotation file `annotations`
     read for `skeleton` (cache/annotations.py: its category, its extra fields appended, bad entries
     skipped); UserError when the layout has no sigma for one of the keypoints."""
-    from cache import annotations as annotationlib
     dataset = annotationlib.read(annotations, skeleton, category)
     try:
         sigmas = skeleton.sigma_values(dataset.names)
@@ -158,7 +161,6 @@ def coco_images(annotations, folder, skeleton=None, category=''):
     if skeleton is None:
         entries = load_coco(annotations).imgs
     else:
-        from cache import annotations as annotationlib
         entries = {image['id']: image for image in annotationlib.read(annotations, skeleton, category).images}
     return [(os.path.join(folder, entries[i]['file_name']), i) for i in sorted(entries)]
 
@@ -192,8 +194,6 @@ def evaluate_images(run, config, skeleton, stride, images, annotations, results_
 def cache_images(config, limit=0):
     """([(image path, image id)] of the validation cache of `config` ([dataset] val), its first `limit`
     when limit > 0, and the COCO annotation file the cache was built from)."""
-    from cache import io as cacheio
-    from model import layout
     header, records = cacheio.read(cacheio.path(config, config.get('dataset', 'val')), layout=layout(config))
     images = [(record['image'], record['image_id']) for record in records]
     images = images[:limit] if limit > 0 else images
@@ -207,8 +207,6 @@ def evaluate(run, config, limit=0, results_path=None, progress=True, stride=None
     ([dataset] val; its first `limit` images when limit > 0), against the COCO annotation file the cache
     was built from. progress: a progress bar and COCO's printed table. stride: the network's output
     stride (measured on a dummy input when None)."""
-    from model import layout
-    from model.runner import infer_stride
     images, annotations = cache_images(config, limit)
     stride = stride or infer_stride(run)
     return evaluate_images(run, config, layout(config), stride, images, annotations, results_path, progress)

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import torch
 
+from model import runner
 from pose import decode as decoder
 from pose import draw, evaluate
 from transform import normalize
@@ -71,7 +72,6 @@ class Evaluate(TimedHook):
     def run(self, trainer):
         if not distributed.is_main():
             return
-        from model import runner
         module = trainer.module
         was_training = module.training
         module.eval()

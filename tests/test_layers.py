@@ -1,7 +1,8 @@
 """The floor plan holds (../shared/DESIGN.md): scripts -> cache / model / pose / transform -> utils. Every
 import of the project's own modules counts, at the top of a file or inside a function: no package module
 imports a command-line script, utils imports no other package of the project, and no modules import each
-other in a circle."""
+other in a circle. And the project's own modules are imported at the top of a file, not inside a function,
+except where LOCAL_IMPORTS says why."""
 
 import ast
 import os
@@ -97,3 +98,58 @@ def test_no_modules_import_each_other_in_a_circle():
                                            ({'a': {'b', 'c'}, 'b': {'c'}, 'c': set()}, False)])
 def test_the_circle_finder_finds_circles(edges, circle):
     assert (cycle(edges) is not None) == circle
+
+
+# Function-local imports of the project's own modules, {'file:function': why}: only where importing the
+# module at the top would pull a heavy optional dependency or do something at import time.
+LOCAL_IMPORTS = {
+    'benchmarks/gpu.py:loader_table': 'importing benchmarks.pipeline runs common.one_core() (one thread '
+                                      'for torch, cv2 and BLAS), which must not slow the training table',
+}
+
+
+def project_files():
+    """Paths relative to ROOT of every package module, command-line script and benchmark."""
+    found = sorted(f for f in os.listdir(ROOT) if f.endswith('.py'))
+    for package in PACKAGES + ('benchmarks',):
+        for folder, _, files in sorted(os.walk(os.path.join(ROOT, package))):
+            found += sorted(os.path.relpath(os.path.join(folder, name), ROOT).replace(os.sep, '/')
+                            for name in files if name.endswith('.py'))
+    return found
+
+
+def local_imports(path):
+    """{'path:function': [imported project modules]} of the imports inside functions of the file `path`
+    (relative to ROOT); a method's function is Class.method."""
+    own = set(PACKAGES) | {'benchmarks'} | SCRIPTS
+    found = {}
+
+    def visit(node, names, in_function):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                visit(child, names + [child.name], in_function or not isinstance(child, ast.ClassDef))
+                continue
+            if in_function and isinstance(child, ast.Import):
+                modules = [alias.name for alias in child.names]
+            elif in_function and isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                modules = [child.module]
+            else:
+                modules = []
+            modules = [m for m in modules if m.split('.')[0] in own]
+            if modules:
+                found.setdefault(f'{path}:{".".join(names)}', []).extend(modules)
+            visit(child, names, in_function)
+
+    visit(ast.parse(open(os.path.join(ROOT, path), encoding='utf-8').read(), path), [], False)
+    return found
+
+
+def test_the_projects_own_modules_are_imported_at_the_top():
+    found = {}
+    for path in project_files():
+        found.update(local_imports(path))
+    offenders = {where: modules for where, modules in found.items() if where not in LOCAL_IMPORTS}
+    assert not offenders, ('function-local imports of project modules (import them at the top of the file, '
+                           f'or say in LOCAL_IMPORTS why they cannot be): {offenders}')
+    stale = sorted(set(LOCAL_IMPORTS) - set(found))
+    assert not stale, f'LOCAL_IMPORTS names functions without a local import of a project module: {stale}'

@@ -10,10 +10,10 @@ on (tests/test_finetune_real.py has the figures)."""
 import numpy as np
 
 from transform.augment import apply_matrix, centre_of
+from utils.config import ConfigError
 
 
 def options(config):
-    from utils.config import ConfigError
     height = config.getint('eval', 'height')
     if height <= 0:
         raise ConfigError(f'[eval] height = {height}: the crop scales training images to it; must be '

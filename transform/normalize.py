@@ -5,6 +5,7 @@ mean 0.5, std 1); torchvision's ImageNet backbones want RGB, divisor 255 and Ima
 import cv2
 import numpy as np
 
+from utils import config as configlib
 from utils.config import ConfigError
 
 
@@ -34,7 +35,6 @@ def check_same(saved_text, config, what):
     """ConfigError when the network whose saved config text is `saved_text` reads its input normalised
     otherwise than `config` (its weights would see other pixels than they were trained on); `what` names
     the network in the message."""
-    from utils import config as configlib
     theirs, ours = params(configlib.loads(saved_text)), params(config)
     if theirs != ours:
         wanted = ' '.join(f'-m input/{k}={" ".join(map(str, v)) if isinstance(v, list) else v}'

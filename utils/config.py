@@ -12,6 +12,8 @@ import os
 import re
 import warnings
 
+from utils.io import atomic_write_text
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT = os.path.join(ROOT, 'config', 'default.ini')
 
@@ -200,7 +202,6 @@ def dumps(config):
 
 def write(config, path):
     """Write the merged config to `path` atomically."""
-    from utils.io import atomic_write_text
     atomic_write_text(path, dumps(config))
 
 
@@ -270,7 +271,6 @@ if __name__ == '__main__':
     if sys.argv[1:] in (['--update-docs'], ['--update-readme']):
         # write the reference into docs/configuration.md (--update-readme: the older name of the same flag)
         text, start, end = reference_text()
-        from utils.io import atomic_write_text
         atomic_write_text(REFERENCE, text[:start] + reference() + text[end:])
     else:
         print(reference(), end='')

@@ -6,6 +6,7 @@ tests and benchmarks that use it ask here and skip (or say so) when it is absent
 
 import os
 
+from utils.cli import UserError
 from utils.config import ROOT
 
 
@@ -25,8 +26,6 @@ def coco_folder(path):
     (the only one) and the image folder of its split, <path>/<split>/ or <path>/images/<split>/; UserError
     when it is not such a folder."""
     import glob
-
-    from utils.cli import UserError
     files = sorted(glob.glob(os.path.join(path, 'annotations', 'person_keypoints_*.json')))
     if len(files) != 1:
         raise UserError(f'{path}: expected one annotations/person_keypoints_<split>.json, found {len(files)}')

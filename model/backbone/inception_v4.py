@@ -12,7 +12,7 @@ import timm
 import torch.nn.functional as F
 from torch import nn
 
-from model import cpm
+from model import cpm, pretrained
 
 NAME = 'inception_v4'
 PAD = 10
@@ -31,7 +31,6 @@ class Backbone(nn.Module):
         return self.cpm(self.features(F.pad(x, (PAD, PAD, PAD, PAD)))[-1])
 
     def imagenet_state_dict(self):
-        from model import pretrained
         return self.from_library(pretrained.timm_weights(NAME))
 
     def from_library(self, state_dict):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from model import cpm
+from model import cpm, pretrained
 from utils.config import ConfigError
 
 # torchvision's features[:LAST + 1] are kept; features[DILATE_FROM:] run at stride 8 with dilation 2.
@@ -75,7 +75,6 @@ class Backbone(nn.Module):
         return self.cpm(self.features(x))
 
     def imagenet_state_dict(self):
-        from model import pretrained
         if self.width != 1:
             raise ConfigError(f'[model] pretrained = imagenet: torchvision has ImageNet weights for '
                               f'MobileNetV2 of width 1 only, not [model] mobilenet_width = {self.width}')
@@ -84,5 +83,4 @@ class Backbone(nn.Module):
 
     def from_library(self, state_dict):
         """torchvision's MobileNetV2 state_dict -> the features this backbone keeps (same names)."""
-        from model import pretrained
         return pretrained.same_names(self, state_dict)

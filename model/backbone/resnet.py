@@ -14,7 +14,7 @@ A CMU-style adapter (model.cpm) maps layer4's 512 / 2048 channels to stage_chann
 import torchvision
 from torch import nn
 
-from model import cpm
+from model import cpm, pretrained
 from utils.config import ConfigError
 
 WEIGHTS = {18: 'ResNet18_Weights.IMAGENET1K_V1', 50: 'ResNet50_Weights.IMAGENET1K_V2'}
@@ -63,12 +63,10 @@ class Backbone(nn.Module):
         return self.cpm(x)
 
     def imagenet_state_dict(self):
-        from model import pretrained
         enum, member = WEIGHTS[self.depth].split('.')
         weights = getattr(getattr(torchvision.models, enum), member)
         return self.from_library(pretrained.torchvision_weights(weights))
 
     def from_library(self, state_dict):
         """torchvision's ResNet state_dict -> the trunk this backbone keeps (same names, no fc)."""
-        from model import pretrained
         return pretrained.same_names(self, state_dict)

@@ -10,6 +10,8 @@ ImageNet VGG19, as CMU initialised its model.
 import torch.nn.functional as F
 from torch import nn
 
+from model import pretrained
+
 POOL = None
 # (name, output channels) in forward order; POOL marks a 2x2 max-pool with stride 2.
 LAYERS = (('conv1_1', 64), ('conv1_2', 64), POOL,
@@ -42,8 +44,6 @@ class Backbone(nn.Module):
 
     def imagenet_state_dict(self):
         import torchvision
-
-        from model import pretrained
         weights = torchvision.models.VGG19_Weights.IMAGENET1K_V1
         return self.from_library(pretrained.torchvision_weights(weights))
 
