@@ -17,15 +17,18 @@ def run(*args):
 
 
 @pytest.mark.parametrize('script', ['benchmarks/realtime.py', 'benchmarks/gpu.py', 'benchmarks/real.py',
-                                    'benchmarks/finetune.py', 'benchmarks/targets.py'])
+                                    'benchmarks/finetune.py', 'benchmarks/targets.py',
+                                    'benchmarks/sharpness.py'])
 def test_help(script):
     result = run(script, '--help')
     assert result.returncode == 0 and 'usage:' in result.stdout, result.stderr
 
 
-def test_finetune_and_targets_benchmarks_name_bad_input_in_one_line(tmp_path):
+def test_training_benchmarks_name_bad_input_in_one_line(tmp_path):
     for args in (['benchmarks/finetune.py', '--data', str(tmp_path), '--steps', '5', '--every', '10'],
                  ['benchmarks/targets.py', '--data', str(tmp_path / 'none')],
+                 ['benchmarks/sharpness.py', '-c', 'config/quick_start.ini',
+                  '--finetune', str(tmp_path / 'no.pt')],
                  ['benchmarks/finetune.py', '--data', str(tmp_path), '--finetune', str(tmp_path / 'no.pt')]):
         result = run(*args)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
