@@ -170,10 +170,9 @@ CALIBRATION_EPOCH = 2 ** 31 - 1
 def equalize_on_training_data(model, dataset, config, samples=32):
     """Rescale the channels of a fine-tuned `model` without normalisation layers to unit size on `samples`
     training samples (model/equalize.py: the same maps, weights rewritten in place), so that each
-    weight's gradient and each Adam step have the same meaning in every layer on the data it trains on.
-    A network's channel sizes vary 100-fold between the images it was calibrated on and other images, which
-    makes a few weights take effectively 100-fold learning rates. A network that equalize refuses (batch
-    norm, residual sums) is left as it is, saying why."""
+    weight's gradient and each Adam step have the same meaning in every layer on the data it trains on
+    (channel sizes measured on other images would leave some weights with far larger effective rates). A
+    network that equalize refuses (batch norm, residual sums) is left as it is, saying why."""
     rng = np.random.default_rng(config.getint('train', 'seed'))
     picks = rng.choice(len(dataset), min(samples, len(dataset)), replace=False)
     # a PoseDataset takes (index, height, width, epoch) keys: the first input size, an epoch of its own
