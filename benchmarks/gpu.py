@@ -32,6 +32,7 @@ if __package__ in (None, ''):
 import model  # noqa: E402
 from benchmarks.common import machine, median_ms  # noqa: E402
 from benchmarks.lightweight_openpose import LightweightOpenPose  # noqa: E402
+from benchmarks.pipeline import make_data  # noqa: E402
 from benchmarks.realtime import frame_input, write_onnx  # noqa: E402
 from benchmarks.train import synthetic_batch  # noqa: E402
 from cache import dataset  # noqa: E402
@@ -96,9 +97,6 @@ def training_table(args, device, figures):
 
 
 def loader_table(args, device, figures, workdir):
-    # here, not at the top: importing benchmarks.pipeline runs common.one_core() (one thread for torch, cv2
-    # and BLAS), which must not slow the training table that runs before this one
-    from benchmarks.pipeline import make_data
     print(f'\n2. training on the loader\'s batches ({args.images} generated images, 5 people each, '
           f'{args.size}x{args.size}, batch {args.batch}, {args.seconds:.0f} s each), mobilenet_v2.ini, AMP')
     data_config = make_data(workdir, args.images)

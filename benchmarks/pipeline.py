@@ -25,14 +25,10 @@ import time
 if __package__ in (None, ''):  # run as a script: python benchmarks/pipeline.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common  # noqa: E402
-
-common.one_core()
-
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
+from benchmarks import common  # noqa: E402
 from cache import coco, dataset, synthetic  # noqa: E402
 from cache import io as cacheio  # noqa: E402
 from pose import encode  # noqa: E402
@@ -138,7 +134,7 @@ def main():
     p.add_argument('--workers', type=int, default=0,
                    help='also time the training loader with this many worker processes (0: skip)')
     args = p.parse_args()
-    torch.set_num_threads(1)
+    common.one_core()
     cv2.setNumThreads(0)  # as in a DataLoader worker
     print(f'machine: {common.machine()}')
     print('one core; other processes may share the machine: re-run if the figures look noisy')

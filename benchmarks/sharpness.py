@@ -12,7 +12,8 @@ alone raises the loss most (the sharp layers).
     python benchmarks/sharpness.py -c config/tf_mobilenet_thin.ini --finetune downloads/tf_mobilenet_thin.pt \
         --steps 1e-6 1e-5 5e-5 --tensors 10
 
-The training data, augmentation, targets and [train] equalize are the config's, as train.py prepares them.
+The training data, augmentation, targets and [train] equalize are the config's, as train.py prepares them;
+it runs on the CPU.
 """
 
 import json
@@ -38,7 +39,8 @@ def arguments():
     p.add_argument('--steps', type=float, nargs='+', default=[1e-7, 1e-6, 3e-6, 1e-5, 5e-5],
                    help='step sizes: how far a sign step moves each weight (an Adam lr moves it ~half that)')
     p.add_argument('--batches', type=int, default=3, help='training batches the loss is measured on')
-    p.add_argument('--tensors', type=int, default=0, help='list the N tensors whose sign step hurts most')
+    p.add_argument('--tensors', type=int, default=0,
+                   help='list the N tensors whose sign step of the largest --steps alone hurts most')
     p.add_argument('--threads', type=int, default=2, help='torch threads')
     p.add_argument('--json', help='write the figures to this file too')
     return p
@@ -103,7 +105,10 @@ def stepped(network, start, direction, size, names=None):
 
 @cli.main
 def main(argv=None):
-    args = arguments().parse_args(argv)
+    parser = arguments()
+    args = parser.parse_args(argv)
+    if args.batches < 1 or args.tensors < 0 or min(args.steps) < 0:
+        parser.error('--batches must be >= 1, --tensors >= 0 and every --steps >= 0')
     torch.set_num_threads(args.threads)
     config = cli.load_config(args)
     finetune = args.finetune if args.finetune is not None else config.get('train', 'finetune').strip()
@@ -139,7 +144,6 @@ def main(argv=None):
         for change, name in tensors[:args.tensors]:
             print(f'  {change:+.4f}  {name} {tuple(start[name].shape)} mean |w| '
                   f'{float(start[name].abs().mean()):.3g}')
-    stepped(network, start, signs, 0)
     if args.json:
         atomic_write_text(args.json, json.dumps({'start': base, 'steps': rows, 'tensors': tensors}) + '\n')
 

@@ -80,3 +80,28 @@ def test_real_image_benchmark_scores_checkpoints_on_a_coco_folder(tmp_path):
     mixed = run('benchmarks/real.py', '--data', str(tmp_path / 'data'), '--checkpoint', str(path), str(other),
                 '-m', 'eval/height=64', '--bootstrap', '5')
     assert mixed.returncode == 2 and 'scored on the same keypoints' in mixed.stderr, mixed.stderr
+
+
+def test_sharpness_steps_move_the_weights_downhill_and_back():
+    import model as models
+    from benchmarks import sharpness
+    from model import loss as losslib
+    from utils import config as configlib
+    config = configlib.load(mods=['model/stages=2', 'model/stage_channels=8', 'model/pretrained=none'])
+    torch.manual_seed(0)
+    network = models.build(config, pretrained=False).eval()
+    k, limbs = len(network.skeleton.parts) + 1, 2 * len(network.skeleton.limbs)
+    batches = [{'image': torch.randn(2, 3, 64, 64), 'heatmaps': torch.rand(2, k, 8, 8),
+                'pafs': torch.rand(2, limbs, 8, 8) - 0.5, 'mask': torch.ones(2, 1, 8, 8)}]
+    weights = losslib.weights(config)
+    start = {name: p.detach().clone() for name, p in network.named_parameters()}
+    base = sharpness.measure_loss(network, batches, weights)
+    signs = {name: g.sign() for name, g in sharpness.gradients(network, batches, weights).items()}
+    sharpness.stepped(network, start, signs, 1e-5)
+    assert sharpness.measure_loss(network, batches, weights)[0] < base[0]
+    one = next(iter(signs))
+    sharpness.stepped(network, start, signs, 1e-2, {one})
+    moved = [name for name, p in network.named_parameters() if not torch.equal(p, start[name])]
+    assert moved == [one]
+    sharpness.stepped(network, start, signs, 0)
+    assert sharpness.measure_loss(network, batches, weights) == base

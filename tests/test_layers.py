@@ -102,10 +102,7 @@ def test_the_circle_finder_finds_circles(edges, circle):
 
 # Function-local imports of the project's own modules, {'file:function': why}: only where importing the
 # module at the top would pull a heavy optional dependency or do something at import time.
-LOCAL_IMPORTS = {
-    'benchmarks/gpu.py:loader_table': 'importing benchmarks.pipeline runs common.one_core() (one thread '
-                                      'for torch, cv2 and BLAS), which must not slow the training table',
-}
+LOCAL_IMPORTS = {}
 
 
 def project_files():
