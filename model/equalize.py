@@ -9,14 +9,19 @@ about the learning rate, which is a large fraction of the smallest ones; SGD div
 largest curvatures).
 
 ReLU, max pooling, zero padding, concatenation and depthwise convolutions all commute with a positive
-per-channel scale, so each convolution's output channel can be divided by its root mean square on real
-images when every consumer multiplies the matching input weights by the same factor: the network computes
-the same maps (up to rounding), while every hidden channel is about 1 in size, as batch norm would have
-made it. `equalize` does this in one forward pass over calibration images: before each convolution runs,
-its input weights absorb the scales of the channels it now receives; after it runs, its output channels
-are divided by their measured size, except the network's outputs (heatmaps and PAFs keep their meaning).
-It checks the result against the original network and refuses networks where scales do not commute
-(batch norm, residual sums of differently scaled branches, saturating activations).
+per-channel scale, so each convolution's output channel can be divided by its size on real images when
+every consumer multiplies the matching input weights by the same factor: the network computes the same maps
+(up to rounding), while every hidden channel is about 1 in size, as batch norm would have made it. The size
+is that of what the next layer reads: the root mean square of the positive part for a channel that goes
+through a ReLU (a folded channel is often mostly negative, its positive tail a small fraction of its
+pre-activation size; sized by the pre-activation, the next layer would multiply that tail back up and every
+step on the weights before it would be magnified), of the whole output otherwise.
+`equalize` does this in one forward pass over calibration images: before each convolution runs, its input
+weights absorb the scales of the channels it now receives; after it runs, its output channels are divided by
+their measured size, except the network's outputs (heatmaps and PAFs keep their meaning). It checks the
+result against the original network and refuses networks where scales do not commute (batch norm, residual
+sums of differently scaled branches, saturating activations). benchmarks/sharpness.py measures how large a
+step the result tolerates.
 """
 
 import copy
@@ -36,6 +41,35 @@ def _rms(x, dim):
     return x.float().pow(2).mean(dims).sqrt()
 
 
+class _Rectified(torch.overrides.TorchFunctionMode):
+    """While active, records the tensors passed to a ReLU (`ids`): the outputs whose positive part is read."""
+    RELUS = {torch.nn.functional.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
+
+    def __init__(self):
+        super().__init__()
+        self.ids = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.RELUS and args:
+            self.ids.add(id(args[0]))
+        return func(*args, **(kwargs or {}))
+
+
+def _read(network, images):
+    """{convolution name: what the next layer reads of its output on `images` (the positive part if it goes
+    through a ReLU, else the whole output)}."""
+    outputs = {}
+    handles = [m.register_forward_hook(lambda m, a, out, name=name: outputs.__setitem__(name, out))
+               for name, m in network.named_modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad(), _Rectified() as rectified:
+            network(images)
+    finally:
+        for h in handles:
+            h.remove()
+    return {name: out.clamp_min(0) if id(out) in rectified.ids else out for name, out in outputs.items()}
+
+
 def _outputs(network, images):
     return [t for pair in network(images) for t in pair]
 
@@ -43,8 +77,8 @@ def _outputs(network, images):
 @torch.no_grad()
 def equalize(network, images, floor=1e-6):
     """A copy of `network` (convolutions, ReLU-like activations, pooling, concatenation; no batch norm) whose
-    hidden channels have unit RMS on `images` (N,3,H,W, normalised as the network expects), computing the
-    same outputs. ValueError when the network does not allow it."""
+    hidden channels, as the next layer reads them, have unit RMS on `images` (N,3,H,W, normalised as the
+    network expects), computing the same outputs. ValueError when the network does not allow it."""
     if any(isinstance(m, nn.modules.batchnorm._NormBase) for m in network.modules()):
         raise ValueError('the network has normalisation layers: its channels are already scaled by them')
     original = copy.deepcopy(network).eval()
@@ -59,10 +93,12 @@ def equalize(network, images, floor=1e-6):
 
     handles = [m.register_forward_hook(remember(name)) for name, m in original.named_modules()
                if isinstance(m, nn.Conv2d)]
-    reference = _outputs(original, images)
+    with _Rectified() as rectified:
+        reference = _outputs(original, images)
     for h in handles:
         h.remove()
     final = {name for name, out in seen_out.items() if any(out is r for r in reference)}
+    rectified = {name for name, out in seen_out.items() if id(out) in rectified.ids}
 
     def before(name):
         def hook(module, args):
@@ -81,7 +117,7 @@ def equalize(network, images, floor=1e-6):
         def hook(module, args, output):
             if name in final:
                 return output
-            size = _rms(output, 1)
+            size = _rms(output.clamp_min(0) if name in rectified else output, 1)
             # channels (nearly) silent on the calibration images keep their scale: dividing by their
             # tiny size would only magnify rounding where other images do reach them
             alive = size > max(floor, 1e-3 * float(size.median()))
@@ -114,16 +150,9 @@ def check(original, result, images):
 
 
 def sizes(network, images):
-    """{convolution name: RMS of its output over `images`}: how evenly a network's channels are scaled."""
-    found = {}
-    handles = [m.register_forward_hook(lambda m, a, out, name=name: found.__setitem__(name, float(_rms(out, 1)
-                                                                                                   .mean())))
-               for name, m in network.named_modules() if isinstance(m, nn.Conv2d)]
-    with torch.no_grad():
-        network(images)
-    for h in handles:
-        h.remove()
-    return found
+    """{convolution name: mean channel RMS of what the next layer reads of its output (the positive part
+    through a ReLU) over `images`}: how evenly a network's channels are scaled."""
+    return {name: float(_rms(read, 1).mean()) for name, read in _read(network, images).items()}
 
 
 @torch.no_grad()

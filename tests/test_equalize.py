@@ -45,6 +45,35 @@ def test_equalize_keeps_the_maps_and_evens_the_channels():
             assert float((a - b).abs().max()) < equalize.TOLERANCE * float(a.abs().max())
 
 
+class MostlyOff(nn.Module):
+    """a -> ReLU -> b -> c: `a`'s channels are mostly negative (the next layer reads a small positive
+    tail), `b` feeds `c` without a ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b, self.c = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(6, 5, 1), nn.Conv2d(5, 2, 1)
+        with torch.no_grad():
+            self.a.bias.fill_(-1.5)
+
+    def forward(self, x):
+        return [(self.c(self.b(torch.nn.functional.relu(self.a(x), inplace=True))),)]
+
+
+def test_equalize_sizes_a_rectified_channel_by_what_the_next_layer_reads():
+    network, images = MostlyOff(), torch.randn(4, 3, 16, 16)
+    result = equalize.equalize(network, images)
+    with torch.no_grad():
+        a = result.a(images)
+        b = result.b(torch.relu(a))
+    positive = a.clamp_min(0).pow(2).mean((0, 2, 3)).sqrt()
+    assert torch.allclose(positive, torch.ones(6), atol=1e-3)           # the ReLU's output, not its input
+    assert float(a.pow(2).mean().sqrt()) > 3                              # whose pre-activation is larger
+    assert torch.allclose(b.pow(2).mean((0, 2, 3)).sqrt(), torch.ones(5), atol=1e-3)     # no ReLU: all of it
+    sizes = equalize.sizes(result, images)
+    assert abs(sizes['a'] - 1) < 1e-3 and abs(sizes['b'] - 1) < 1e-3
+
+
 def test_equalize_refuses_batch_norm_and_residual_sums():
     with pytest.raises(ValueError, match='normalisation layers'):
         equalize.equalize(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), torch.rand(1, 3, 8, 8))
