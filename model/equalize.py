@@ -15,7 +15,8 @@ every consumer multiplies the matching input weights by the same factor: the net
 is that of what the next layer reads: the root mean square of the positive part for a channel that goes
 through a ReLU (a folded channel is often mostly negative, its positive tail a small fraction of its
 pre-activation size; sized by the pre-activation, the next layer would multiply that tail back up and every
-step on the weights before it would be magnified), of the whole output otherwise.
+step on the weights before it would be magnified; a channel that is nearly always off stops at a
+pre-activation size of LARGEST_PRE_ACTIVATION), of the whole output otherwise.
 `equalize` does this in one forward pass over calibration images: before each convolution runs, its input
 weights absorb the scales of the channels it now receives; after it runs, its output channels are divided by
 their measured size, except the network's outputs (heatmaps and PAFs keep their meaning). It checks the
@@ -33,6 +34,9 @@ from torch import nn
 from transform import normalize
 
 TOLERANCE = 1e-3      # largest difference of the maps, relative to their largest magnitude
+# the largest RMS a rectified channel's pre-activation is scaled to (a channel that is nearly always off keeps
+# pre-activations that float16 autocast still holds)
+LARGEST_PRE_ACTIVATION = 100
 
 
 def _rms(x, dim):
@@ -117,10 +121,12 @@ def equalize(network, images, floor=1e-6):
         def hook(module, args, output):
             if name in final:
                 return output
-            size = _rms(output.clamp_min(0) if name in rectified else output, 1)
+            size = _rms(output, 1)
+            read = _rms(output.clamp_min(0), 1) if name in rectified else size
             # channels (nearly) silent on the calibration images keep their scale: dividing by their
             # tiny size would only magnify rounding where other images do reach them
-            alive = size > max(floor, 1e-3 * float(size.median()))
+            alive = read > max(floor, 1e-3 * float(read.median()))
+            size = torch.maximum(read, size / LARGEST_PRE_ACTIVATION)
             size = torch.where(alive, size, torch.ones_like(size))
             module.weight /= size.view(-1, 1, 1, 1)
             if module.bias is not None:

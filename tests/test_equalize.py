@@ -54,7 +54,7 @@ class MostlyOff(nn.Module):
         torch.manual_seed(0)
         self.a, self.b, self.c = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(6, 5, 1), nn.Conv2d(5, 2, 1)
         with torch.no_grad():
-            self.a.bias.fill_(-1.5)
+            self.a.bias.fill_(-0.7)
 
     def forward(self, x):
         return [(self.c(self.b(torch.nn.functional.relu(self.a(x), inplace=True))),)]
@@ -72,6 +72,10 @@ def test_equalize_sizes_a_rectified_channel_by_what_the_next_layer_reads():
     assert torch.allclose(b.pow(2).mean((0, 2, 3)).sqrt(), torch.ones(5), atol=1e-3)     # no ReLU: all of it
     sizes = equalize.sizes(result, images)
     assert abs(sizes['a'] - 1) < 1e-3 and abs(sizes['b'] - 1) < 1e-3
+    with torch.no_grad():
+        network.a.bias[0] = -1.7            # nearly always off: its positive part is under 1% of its size
+    a = equalize.equalize(network, images).a(images).detach()
+    assert float(a[:, 0].pow(2).mean().sqrt()) == pytest.approx(equalize.LARGEST_PRE_ACTIVATION, rel=1e-3)
 
 
 def test_equalize_refuses_batch_norm_and_residual_sums():
