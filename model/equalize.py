@@ -46,16 +46,18 @@ def _rms(x, dim):
 
 
 class _Rectified(torch.overrides.TorchFunctionMode):
-    """While active, records the tensors passed to a ReLU (`ids`): the outputs whose positive part is read."""
+    """While active, records the tensors passed to a ReLU (`ids`): the outputs whose positive part is read.
+    It holds them, so that no later tensor can take the id of a freed one."""
     RELUS = {torch.nn.functional.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
 
     def __init__(self):
         super().__init__()
-        self.ids = set()
+        self.ids, self.held = set(), []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func in self.RELUS and args:
             self.ids.add(id(args[0]))
+            self.held.append(args[0])
         return func(*args, **(kwargs or {}))
 
 
